@@ -1,0 +1,81 @@
+//! Errors of the tiered log.
+
+use std::io;
+use std::path::PathBuf;
+
+/// What went wrong in the log. Kafka error codes are chosen from these at the protocol edge.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// A record batch failed validation: wrong magic, bad length or CRC mismatch.
+    #[error("corrupt record batch: {reason}")]
+    CorruptBatch {
+        /// Why the batch was rejected.
+        reason: String,
+    },
+    /// A record batch is larger than `max.message.bytes`.
+    #[error("record batch of {size} bytes exceeds the limit of {limit} bytes")]
+    BatchTooLarge {
+        /// The batch's size in bytes.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// An idempotent producer sent a sequence number that does not follow the last one.
+    #[error("producer {producer_id} sent sequence {got}, expected {expected}")]
+    OutOfOrderSequence {
+        /// The producer id.
+        producer_id: i64,
+        /// The next sequence the log expected.
+        expected: i32,
+        /// The sequence the batch carried.
+        got: i32,
+    },
+    /// An idempotent producer used an epoch older than one the log has seen.
+    #[error("producer {producer_id} used epoch {got}, but epoch {current} is current")]
+    ProducerFenced {
+        /// The producer id.
+        producer_id: i64,
+        /// The current epoch.
+        current: i16,
+        /// The epoch the batch carried.
+        got: i16,
+    },
+    /// A read or a log-start move asked for an offset the log does not hold.
+    #[error("offset {offset} is outside the log's range [{start}, {end}]")]
+    OffsetOutOfRange {
+        /// The requested offset.
+        offset: i64,
+        /// The log start offset.
+        start: i64,
+        /// The log end offset.
+        end: i64,
+    },
+    /// A file of the log could not be read or written.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+}
+
+impl LogError {
+    /// Wraps an I/O error with the path it happened on.
+    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        LogError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Builds a [`LogError::CorruptBatch`].
+    pub fn corrupt(reason: impl Into<String>) -> Self {
+        LogError::CorruptBatch {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Result type of the tiered log.
+pub type Result<T, E = LogError> = std::result::Result<T, E>;

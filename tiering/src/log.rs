@@ -1,0 +1,509 @@
+//! The local log of one partition: an ordered run of segments, the offsets assigned to appended
+//! batches, reads by offset and timestamp, rolling, flushing, retention and crash recovery.
+//!
+//! # Files in the partition directory
+//! - `<base>.log`, `<base>.index`, `<base>.timeindex`: segments (see `segment.rs`);
+//! - `<offset>.snapshot`: idempotent-producer state as of an offset (see `producer_state.rs`);
+//! - `log-start-offset`: the log start offset when `DeleteRecords` moved it inside a segment;
+//! - `clean-shutdown`: present only while the log is closed cleanly.
+//!
+//! # Crash safety
+//! Batches are written to the active segment's file (the page cache) before an append returns, so a
+//! killed process loses nothing that was acknowledged; `flush.messages` / `flush.ms` add fsyncs for
+//! machine crashes. Rolling seals the old segment (fsync, indexes written) before the new one is
+//! created, so only the last segment can be torn. When `clean-shutdown` is missing on open, the last
+//! segment is scanned, cut after its last whole batch with a valid CRC, and its indexes rebuilt.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use bytes::Bytes;
+
+use crate::batch::{self, BatchHeader, HEADER_SIZE, Stamp};
+use crate::config::LogConfig;
+use crate::error::{LogError, Result};
+use crate::producer_state::{ProducerStateTable, SequenceCheck};
+use crate::retention::{SegmentSummary, plan_retention};
+use crate::segment::Segment;
+
+const CLEAN_SHUTDOWN: &str = "clean-shutdown";
+const LOG_START_OFFSET: &str = "log-start-offset";
+
+/// How to stamp the batches of one append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOptions {
+    /// The broker's clock, in milliseconds since the epoch.
+    pub now_ms: i64,
+    /// The partition's leader epoch, written into each batch.
+    pub leader_epoch: i32,
+    /// Whether the topic uses `LogAppendTime`: batch timestamps are replaced by `now_ms`.
+    pub log_append_time: bool,
+}
+
+/// Where an append put its batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// Offset of the first record appended (or, for a duplicate, originally appended).
+    pub base_offset: i64,
+    /// Offset of the last record.
+    pub last_offset: i64,
+    /// The append time stamped on the batches, for `LogAppendTime` topics.
+    pub log_append_time: Option<i64>,
+    /// Whether the batch was a retry of one already in the log, and nothing was written.
+    pub duplicate: bool,
+    /// The log start offset after the append.
+    pub log_start_offset: i64,
+}
+
+/// The local log of one partition. All methods take `&self`; appends are serialised internally and
+/// reads copy data outside the lock.
+#[derive(Debug)]
+pub struct PartitionLog {
+    dir: PathBuf,
+    state: Mutex<LogState>,
+}
+
+#[derive(Debug)]
+struct LogState {
+    config: LogConfig,
+    segments: BTreeMap<i64, Segment>,
+    log_start_offset: i64,
+    producers: ProducerStateTable,
+    unflushed_messages: i64,
+    last_flush_ms: i64,
+}
+
+impl LogState {
+    fn active(&self) -> &Segment {
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+
+    fn next_offset(&self) -> i64 {
+        self.active().next_offset()
+    }
+
+    fn summaries(&self) -> Vec<SegmentSummary> {
+        self.segments
+            .values()
+            .map(|s| SegmentSummary {
+                base_offset: s.base_offset(),
+                next_offset: s.next_offset(),
+                size: s.size(),
+                max_timestamp: s.max_timestamp(),
+            })
+            .collect()
+    }
+}
+
+impl PartitionLog {
+    /// Opens the log in `dir`, creating it if needed and recovering it after an unclean shutdown.
+    pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Self> {
+        fs::create_dir_all(dir).map_err(|e| LogError::io(dir, e))?;
+        let marker = dir.join(CLEAN_SHUTDOWN);
+        let clean = marker.exists();
+        let mut bases = Vec::new();
+        for entry in fs::read_dir(dir).map_err(|e| LogError::io(dir, e))? {
+            let path = entry.map_err(|e| LogError::io(dir, e))?.path();
+            if path.extension().is_some_and(|e| e == "log")
+                && let Some(base) = path
+                    .file_stem()
+                    .and_then(|s| s.to_str()?.parse::<i64>().ok())
+            {
+                bases.push(base);
+            }
+        }
+        bases.sort_unstable();
+        let mut segments = BTreeMap::new();
+        for (i, &base) in bases.iter().enumerate() {
+            let last = i + 1 == bases.len();
+            let segment = Segment::open(
+                dir,
+                base,
+                last && !clean,
+                config.index_interval_bytes,
+                now_ms,
+            )?;
+            segments.insert(base, segment);
+        }
+        let stored_start = read_log_start(dir)?;
+        let first_base = bases.first().copied().unwrap_or(stored_start.unwrap_or(0));
+        let log_start_offset = stored_start.unwrap_or(first_base).max(first_base);
+        if segments.is_empty() {
+            let segment =
+                Segment::create(dir, log_start_offset, config.index_interval_bytes, now_ms)?;
+            segments.insert(log_start_offset, segment);
+        }
+        let mut state = LogState {
+            config,
+            segments,
+            log_start_offset,
+            producers: ProducerStateTable::default(),
+            unflushed_messages: 0,
+            last_flush_ms: now_ms,
+        };
+        state.producers = rebuild_producer_state(dir, &state)?;
+        if clean {
+            fs::remove_file(&marker).map_err(|e| LogError::io(&marker, e))?;
+        } else if !bases.is_empty() {
+            tracing::info!(log = %dir.display(), "recovered the log after an unclean shutdown");
+        }
+        Ok(PartitionLog {
+            dir: dir.to_path_buf(),
+            state: Mutex::new(state),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LogState> {
+        // A panic while holding the lock leaves in-memory state that may not match the files;
+        // the files stay the source of truth, so continuing with the last state is acceptable.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Validates and appends the record batches in `records` (one or more whole v2 batches),
+    /// assigning offsets. A retried batch of an idempotent producer is not written again: the
+    /// outcome carries its original offsets and `duplicate`.
+    pub fn append(&self, records: &[u8], options: AppendOptions) -> Result<AppendOutcome> {
+        let ranges = batch::split_batches(records)?;
+        if ranges.is_empty() {
+            return Err(LogError::corrupt(
+                "the produce request carried no record batch",
+            ));
+        }
+        let mut headers = Vec::with_capacity(ranges.len());
+        let mut state = self.lock();
+        for range in &ranges {
+            let bytes = &records[range.clone()];
+            if bytes.len() > state.config.max_message_bytes {
+                return Err(LogError::BatchTooLarge {
+                    size: bytes.len(),
+                    limit: state.config.max_message_bytes,
+                });
+            }
+            headers.push(batch::validate_batch(bytes)?);
+        }
+        let mut first = None;
+        let mut last = 0;
+        let log_append_time = options.log_append_time.then_some(options.now_ms);
+        for (range, header) in ranges.iter().zip(&headers) {
+            match state.producers.check(header)? {
+                SequenceCheck::Duplicate(meta) if ranges.len() == 1 => {
+                    return Ok(AppendOutcome {
+                        base_offset: meta.base_offset,
+                        last_offset: meta.last_offset,
+                        log_append_time,
+                        duplicate: true,
+                        log_start_offset: state.log_start_offset,
+                    });
+                }
+                SequenceCheck::Duplicate(_) => {
+                    return Err(LogError::corrupt(
+                        "a retried batch arrived together with other batches",
+                    ));
+                }
+                SequenceCheck::Append => {}
+            }
+            let bytes = &records[range.clone()];
+            self.roll_if_needed(&mut state, header, options.now_ms)?;
+            let base_offset = state.next_offset();
+            let stamped = batch::stamp_header(
+                bytes,
+                Stamp {
+                    base_offset,
+                    leader_epoch: options.leader_epoch,
+                    log_append_time,
+                },
+            );
+            let mut stored = *header;
+            stored.base_offset = base_offset;
+            stored.partition_leader_epoch = options.leader_epoch;
+            if let Some(t) = log_append_time {
+                stored.max_timestamp = t;
+            }
+            state
+                .active_mut()
+                .append(&stamped, &bytes[HEADER_SIZE..], &stored)?;
+            state.producers.record(&stored);
+            state.unflushed_messages += i64::from(stored.records_count);
+            first.get_or_insert(base_offset);
+            last = stored.last_offset();
+        }
+        let flush_due = state.unflushed_messages >= state.config.flush_messages
+            || options.now_ms.saturating_sub(state.last_flush_ms) >= state.config.flush_ms;
+        if flush_due {
+            flush_state(&mut state, options.now_ms)?;
+        }
+        Ok(AppendOutcome {
+            base_offset: first.unwrap_or(last),
+            last_offset: last,
+            log_append_time,
+            duplicate: false,
+            log_start_offset: state.log_start_offset,
+        })
+    }
+
+    fn roll_if_needed(
+        &self,
+        state: &mut LogState,
+        header: &BatchHeader,
+        now_ms: i64,
+    ) -> Result<()> {
+        let active = state.active();
+        if active.is_empty() {
+            return Ok(());
+        }
+        let too_big = active.size() + header.total_size() as u64 > state.config.segment_bytes;
+        let too_old = now_ms.saturating_sub(active.created_at_ms()) >= state.config.segment_ms;
+        let offsets_full = state.next_offset() + i64::from(header.last_offset_delta)
+            - active.base_offset()
+            > i64::from(u32::MAX);
+        if !(too_big || too_old || offsets_full) {
+            return Ok(());
+        }
+        let next = state.next_offset();
+        state.active_mut().seal()?;
+        state.producers.write_snapshot(&self.dir, next)?;
+        let segment = Segment::create(&self.dir, next, state.config.index_interval_bytes, now_ms)?;
+        state.segments.insert(next, segment);
+        tracing::debug!(log = %self.dir.display(), base_offset = next, "rolled a new segment");
+        Ok(())
+    }
+
+    /// Reads whole batches starting with the one that contains `offset`, up to `max_bytes` and
+    /// below `upper_bound` (exclusive; the high watermark). With `min_one`, a first batch larger
+    /// than `max_bytes` is returned whole. An empty result means there is nothing to read yet.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        upper_bound: i64,
+        min_one: bool,
+    ) -> Result<Bytes> {
+        let slice = {
+            let state = self.lock();
+            let end = state.next_offset();
+            if offset < state.log_start_offset || offset > end {
+                return Err(LogError::OffsetOutOfRange {
+                    offset,
+                    start: state.log_start_offset,
+                    end,
+                });
+            }
+            let mut found = None;
+            let floor = state
+                .segments
+                .range(..=offset)
+                .next_back()
+                .map_or(offset, |(b, _)| *b);
+            for segment in state.segments.range(floor..).map(|(_, s)| s) {
+                if segment.base_offset() >= upper_bound {
+                    break;
+                }
+                if let Some(slice) = segment.slice_from(offset, upper_bound)? {
+                    found = Some(slice);
+                    break;
+                }
+            }
+            found
+        };
+        match slice {
+            Some(slice) => slice.read(max_bytes, min_one),
+            None => Ok(Bytes::new()),
+        }
+    }
+
+    /// The first batch with a record timestamp at or after `timestamp`, at or above the log start;
+    /// the caller finds the exact record inside it.
+    pub fn batch_at_timestamp(&self, timestamp: i64) -> Result<Option<Bytes>> {
+        let state = self.lock();
+        for segment in state.segments.values() {
+            if segment.next_offset() <= state.log_start_offset {
+                continue;
+            }
+            if let Some(batch) = segment.batch_at_timestamp(timestamp, state.log_start_offset)? {
+                return Ok(Some(batch));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The first offset still readable.
+    pub fn log_start_offset(&self) -> i64 {
+        self.lock().log_start_offset
+    }
+
+    /// The offset the next appended record will get.
+    pub fn log_end_offset(&self) -> i64 {
+        self.lock().next_offset()
+    }
+
+    /// The largest timestamp in the log and the base offset of the batch that carries it.
+    pub fn max_timestamp(&self) -> Option<(i64, i64)> {
+        let state = self.lock();
+        let mut best: Option<(i64, i64)> = None;
+        for segment in state.segments.values() {
+            let t = segment.max_timestamp();
+            if t >= 0 && best.is_none_or(|(bt, _)| t > bt) {
+                best = Some((t, segment.base_offset()));
+            }
+        }
+        best
+    }
+
+    /// Total bytes of all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.lock().segments.values().map(Segment::size).sum()
+    }
+
+    /// Number of segments, the active one included.
+    pub fn segment_count(&self) -> usize {
+        self.lock().segments.len()
+    }
+
+    /// Replaces the log's settings; they apply from the next append or retention pass.
+    pub fn set_config(&self, config: LogConfig) {
+        self.lock().config = config;
+    }
+
+    /// Moves the log start offset forward to `offset` (`DeleteRecords`) and deletes segments that
+    /// fall wholly below it. Returns the new log start offset.
+    pub fn delete_records_before(&self, offset: i64, now_ms: i64) -> Result<i64> {
+        let mut state = self.lock();
+        let end = state.next_offset();
+        if offset > end || offset < 0 {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start: state.log_start_offset,
+                end,
+            });
+        }
+        if offset > state.log_start_offset {
+            state.log_start_offset = offset;
+            write_log_start(&self.dir, offset)?;
+        }
+        self.delete_planned(&mut state, now_ms)?;
+        Ok(state.log_start_offset)
+    }
+
+    /// Deletes whole segments past `retention.ms` / `retention.bytes` or below the log start.
+    /// Returns how many were deleted.
+    pub fn apply_retention(&self, now_ms: i64) -> Result<usize> {
+        let mut state = self.lock();
+        self.delete_planned(&mut state, now_ms)
+    }
+
+    fn delete_planned(&self, state: &mut LogState, now_ms: i64) -> Result<usize> {
+        let doomed = plan_retention(
+            &state.summaries(),
+            &state.config,
+            state.log_start_offset,
+            now_ms,
+        );
+        for base in &doomed {
+            if let Some(segment) = state.segments.remove(base) {
+                segment.delete()?;
+                let next = state
+                    .segments
+                    .keys()
+                    .next()
+                    .copied()
+                    .unwrap_or(segment.next_offset());
+                if next > state.log_start_offset {
+                    state.log_start_offset = next;
+                    write_log_start(&self.dir, next)?;
+                }
+                tracing::info!(
+                    log = %self.dir.display(),
+                    base_offset = base,
+                    log_start_offset = state.log_start_offset,
+                    "deleted a segment by retention"
+                );
+            }
+        }
+        Ok(doomed.len())
+    }
+
+    /// Fsyncs the active segment if `flush.ms` has passed since the last flush.
+    pub fn flush_if_due(&self, now_ms: i64) -> Result<()> {
+        let mut state = self.lock();
+        if state.unflushed_messages > 0
+            && now_ms.saturating_sub(state.last_flush_ms) >= state.config.flush_ms
+        {
+            flush_state(&mut state, now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes and closes the log cleanly: the next open trusts its indexes and producer state.
+    pub fn close(&self) -> Result<()> {
+        let mut state = self.lock();
+        let next = state.next_offset();
+        state.active_mut().seal()?;
+        state.producers.write_snapshot(&self.dir, next)?;
+        let marker = self.dir.join(CLEAN_SHUTDOWN);
+        fs::write(&marker, b"").map_err(|e| LogError::io(&marker, e))
+    }
+
+    /// Removes the log's directory and everything in it.
+    pub fn delete(self) -> Result<()> {
+        fs::remove_dir_all(&self.dir).map_err(|e| LogError::io(&self.dir, e))
+    }
+
+    /// The directory holding the log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+fn flush_state(state: &mut LogState, now_ms: i64) -> Result<()> {
+    state.active().flush()?;
+    state.unflushed_messages = 0;
+    state.last_flush_ms = now_ms;
+    Ok(())
+}
+
+fn rebuild_producer_state(dir: &Path, state: &LogState) -> Result<ProducerStateTable> {
+    let end = state.next_offset();
+    let (mut table, from) = ProducerStateTable::load_snapshot(dir, end)?;
+    let from = from.unwrap_or(i64::MIN);
+    for segment in state.segments.values().filter(|s| s.next_offset() > from) {
+        segment.for_each_header(|h| {
+            if h.base_offset >= from {
+                table.record(h);
+            }
+        })?;
+    }
+    Ok(table)
+}
+
+fn read_log_start(dir: &Path) -> Result<Option<i64>> {
+    let path = dir.join(LOG_START_OFFSET);
+    match fs::read_to_string(&path) {
+        Ok(text) => Ok(text.trim().parse().ok()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(LogError::io(&path, e)),
+    }
+}
+
+fn write_log_start(dir: &Path, offset: i64) -> Result<()> {
+    let path = dir.join(LOG_START_OFFSET);
+    let tmp = dir.join(format!("{LOG_START_OFFSET}.tmp"));
+    fs::write(&tmp, offset.to_string()).map_err(|e| LogError::io(&tmp, e))?;
+    fs::rename(&tmp, &path).map_err(|e| LogError::io(&path, e))
+}
+
+#[cfg(test)]
+mod tests;

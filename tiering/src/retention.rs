@@ -1,0 +1,117 @@
+//! Local retention as a pure decision: which whole segments to delete, given the log's shape, its
+//! configuration and the time. The log executes the plan.
+
+use crate::config::LogConfig;
+
+/// What retention needs to know about one segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentSummary {
+    /// First offset of the segment.
+    pub base_offset: i64,
+    /// Offset after its last batch.
+    pub next_offset: i64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Largest record timestamp, -1 when unknown or empty.
+    pub max_timestamp: i64,
+}
+
+/// Base offsets of the oldest segments to delete. `segments` are in offset order and the last one
+/// is the active segment, which is never deleted. A segment goes when it lies wholly below
+/// `log_start_offset`, when its newest record is older than `retention.ms`, or while the log is
+/// larger than `retention.bytes` without it. Deletion is always a prefix, so the log stays
+/// contiguous.
+pub fn plan_retention(
+    segments: &[SegmentSummary],
+    config: &LogConfig,
+    log_start_offset: i64,
+    now_ms: i64,
+) -> Vec<i64> {
+    let Some((_active, sealed)) = segments.split_last() else {
+        return Vec::new();
+    };
+    let mut remaining: u64 = segments.iter().map(|s| s.size).sum();
+    let mut doomed = Vec::new();
+    for s in sealed {
+        let below_start = s.next_offset <= log_start_offset;
+        let expired = config.retention_ms >= 0
+            && s.max_timestamp >= 0
+            && now_ms.saturating_sub(s.max_timestamp) > config.retention_ms;
+        let oversize = config.retention_bytes >= 0
+            && remaining.saturating_sub(s.size) >= config.retention_bytes as u64;
+        if !(below_start || expired || oversize) {
+            break;
+        }
+        remaining -= s.size;
+        doomed.push(s.base_offset);
+    }
+    doomed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(base: i64, next: i64, size: u64, ts: i64) -> SegmentSummary {
+        SegmentSummary {
+            base_offset: base,
+            next_offset: next,
+            size,
+            max_timestamp: ts,
+        }
+    }
+
+    fn config(retention_ms: i64, retention_bytes: i64) -> LogConfig {
+        LogConfig {
+            retention_ms,
+            retention_bytes,
+            ..LogConfig::default()
+        }
+    }
+
+    #[test]
+    fn table() {
+        let log = [
+            seg(0, 10, 100, 1_000),
+            seg(10, 20, 100, 2_000),
+            seg(20, 30, 100, 3_000),
+        ];
+        // (retention.ms, retention.bytes, log start, now, expected)
+        let cases: &[(i64, i64, i64, i64, &[i64])] = &[
+            (-1, -1, 0, 10_000, &[]),
+            (5_000, -1, 0, 5_500, &[]),
+            (5_000, -1, 0, 6_500, &[0]),
+            (5_000, -1, 0, 100_000, &[0, 10]), // the active segment stays
+            (-1, 200, 0, 0, &[0]),
+            (-1, 100, 0, 0, &[0, 10]),
+            (-1, 0, 0, 0, &[0, 10]),
+            (-1, 1_000, 0, 0, &[]),
+            (-1, -1, 10, 0, &[0]),
+            (-1, -1, 15, 0, &[0]),
+            (-1, -1, 25, 0, &[0, 10]),
+        ];
+        for &(ms, bytes, start, now, expected) in cases {
+            assert_eq!(
+                plan_retention(&log, &config(ms, bytes), start, now),
+                expected,
+                "retention.ms={ms} retention.bytes={bytes} start={start} now={now}"
+            );
+        }
+    }
+
+    #[test]
+    fn deletion_stops_at_the_first_segment_to_keep() {
+        // The middle segment is old, but the first is not: nothing is deleted out of order.
+        let log = [
+            seg(0, 10, 1, 9_000),
+            seg(10, 20, 1, 1_000),
+            seg(20, 30, 1, 9_000),
+        ];
+        assert!(plan_retention(&log, &config(5_000, -1), 0, 10_000).is_empty());
+    }
+
+    #[test]
+    fn an_empty_log_plans_nothing() {
+        assert!(plan_retention(&[], &config(0, 0), 0, 0).is_empty());
+    }
+}
