@@ -1,0 +1,101 @@
+//! Starting and stopping a broker process: lock the data directory, open the metadata store and
+//! the logs, listen, run background work, and on shutdown drain connections and close the logs.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::{Broker, run_housekeeping};
+use crate::error::BrokerError;
+use crate::metadata::embedded::EmbeddedStore;
+use crate::protocol::server;
+use crate::settings::Settings;
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The data directory could not be created or locked.
+    #[error("data directory {path}: {reason}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Opening the metadata or the logs failed.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
+/// A broker that is open and listening; [`Running::run`] serves until cancelled.
+#[derive(Debug)]
+pub struct Running {
+    broker: Arc<Broker>,
+    listener: TcpListener,
+    _lock: File,
+}
+
+/// Opens everything and binds the listener, without serving yet.
+pub async fn start(settings: Settings) -> Result<Running, StartupError> {
+    let dir = settings.data_dir.clone();
+    let data_dir_error = |reason: String| StartupError::DataDir {
+        path: dir.display().to_string(),
+        reason,
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| data_dir_error(e.to_string()))?;
+    let lock = File::create(dir.join(".lock")).map_err(|e| data_dir_error(e.to_string()))?;
+    lock.try_lock()
+        .map_err(|_| data_dir_error("another broker is using it".into()))?;
+    let store = EmbeddedStore::open(&dir.join("metadata.json")).map_err(BrokerError::from)?;
+    let listen = settings.listen;
+    let broker = Broker::open(settings, Arc::new(store)).await?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| StartupError::Bind {
+            addr: listen,
+            source,
+        })?;
+    Ok(Running {
+        broker,
+        listener,
+        _lock: lock,
+    })
+}
+
+impl Running {
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The broker being served.
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Serves clients and runs background work until `cancel` fires, then shuts down cleanly.
+    pub async fn run(self, cancel: CancellationToken) {
+        let housekeeping = tokio::spawn(run_housekeeping(
+            Arc::clone(&self.broker),
+            cancel.child_token(),
+        ));
+        server::serve(self.listener, Arc::clone(&self.broker), cancel.clone()).await;
+        cancel.cancel();
+        if housekeeping.await.is_err() {
+            tracing::error!("the housekeeping task panicked");
+        }
+        self.broker.close().await;
+        tracing::info!("broker stopped");
+    }
+}

@@ -1,0 +1,198 @@
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use strata_tiering::AppendOptions;
+
+use super::*;
+use crate::metadata::embedded::EmbeddedStore;
+
+async fn open(dir: &std::path::Path) -> Arc<Broker> {
+    let store = EmbeddedStore::open(&dir.join("metadata.json")).expect("store");
+    Broker::open(Settings::for_data_dir(dir), Arc::new(store))
+        .await
+        .expect("broker")
+}
+
+fn batch(values: &[&str]) -> Bytes {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: i as i32 - 1,
+            timestamp: 1_000,
+            key: None,
+            value: Some(Bytes::from(v.to_string())),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("encode");
+    buf.freeze()
+}
+
+fn options() -> AppendOptions {
+    AppendOptions {
+        now_ms: now_ms(),
+        leader_epoch: 0,
+        log_append_time: false,
+    }
+}
+
+#[tokio::test]
+async fn topics_and_their_data_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let broker = open(dir.path()).await;
+        let configs = [("retention.ms".to_string(), "-1".to_string())].into();
+        let topic = broker
+            .create_topic(NewTopic {
+                name: "orders".into(),
+                partitions: Some(3),
+                configs,
+                ..NewTopic::default()
+            })
+            .await
+            .expect("create");
+        let p = topic.partition(2).expect("partition");
+        let out = p
+            .append(batch(&["a", "b"]), options())
+            .await
+            .expect("append");
+        assert_eq!((out.base_offset, p.high_watermark()), (0, 2));
+        broker.close().await;
+    }
+    let broker = open(dir.path()).await;
+    let topic = broker.topic("orders").expect("still there");
+    assert_eq!(topic.partition_count(), 3);
+    assert_eq!(topic.config().log_config().retention_ms, -1);
+    assert_eq!(topic.partition(2).expect("partition").high_watermark(), 2);
+}
+
+#[tokio::test]
+async fn names_counts_and_duplicates_are_checked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = open(dir.path()).await;
+    let new = |name: &str, partitions| NewTopic {
+        name: name.into(),
+        partitions,
+        ..NewTopic::default()
+    };
+    assert!(matches!(
+        broker.create_topic(new("bad name", None)).await,
+        Err(BrokerError::InvalidTopicName { .. })
+    ));
+    assert!(matches!(
+        broker.create_topic(new("..", None)).await,
+        Err(BrokerError::InvalidTopicName { .. })
+    ));
+    assert!(matches!(
+        broker.create_topic(new("t", Some(0))).await,
+        Err(BrokerError::InvalidPartitions(_))
+    ));
+    let rf3 = NewTopic {
+        replication_factor: Some(3),
+        ..new("t", None)
+    };
+    assert!(matches!(
+        broker.create_topic(rf3).await,
+        Err(BrokerError::InvalidReplicationFactor(_))
+    ));
+    broker.create_topic(new("t", None)).await.expect("create");
+    assert!(matches!(
+        broker.create_topic(new("t", None)).await,
+        Err(BrokerError::TopicAlreadyExists(_))
+    ));
+    assert!(matches!(
+        broker.create_partitions("t", 1, false).await,
+        Err(BrokerError::InvalidPartitions(_))
+    ));
+    broker.create_partitions("t", 4, false).await.expect("grow");
+    assert_eq!(broker.topic("t").expect("topic").partition_count(), 4);
+}
+
+#[tokio::test]
+async fn a_deleted_topic_is_gone_with_its_files_and_can_be_recreated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = open(dir.path()).await;
+    let topic = broker
+        .get_or_create_topic("gone")
+        .await
+        .expect("auto-create");
+    topic
+        .partition(0)
+        .expect("p")
+        .append(batch(&["x"]), options())
+        .await
+        .expect("append");
+    let old_id = topic.id();
+    drop(topic);
+    broker.delete_topic("gone").await.expect("delete");
+    assert!(broker.topic("gone").is_none());
+    assert!(
+        !dir.path()
+            .join("logs")
+            .join(old_id.simple().to_string())
+            .exists()
+    );
+    let again = broker.get_or_create_topic("gone").await.expect("recreate");
+    assert_ne!(again.id(), old_id);
+    assert_eq!(again.partition(0).expect("p").high_watermark(), 0);
+}
+
+#[tokio::test]
+async fn config_changes_reach_the_logs_and_producer_ids_are_unique() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = open(dir.path()).await;
+    broker.get_or_create_topic("c").await.expect("create");
+    broker
+        .alter_topic_config(
+            "c",
+            |_| Ok([("segment.bytes".to_string(), "1000".to_string())].into()),
+            false,
+        )
+        .await
+        .expect("alter");
+    let bad = broker
+        .alter_topic_config(
+            "c",
+            |_| Ok([("segment.bytes".to_string(), "x".to_string())].into()),
+            false,
+        )
+        .await;
+    assert!(matches!(bad, Err(BrokerError::InvalidConfig(_))));
+    let p = broker.topic("c").expect("topic").partition(0).expect("p");
+    for _ in 0..20 {
+        p.append(
+            batch(&["0123456789012345678901234567890123456789"]),
+            options(),
+        )
+        .await
+        .expect("append");
+    }
+    assert!(
+        p.log().segment_count() > 1,
+        "segment.bytes=1000 rolls segments"
+    );
+    let a = broker.next_producer_id().await.expect("id");
+    let b = broker.next_producer_id().await.expect("id");
+    assert_ne!(a, b);
+}

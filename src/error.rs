@@ -1,0 +1,72 @@
+//! Errors of the broker. Each variant says what went wrong in the broker's own terms; the Kafka
+//! error code a client sees is chosen once, in `protocol::errors`.
+
+use strata_tiering::LogError;
+
+use crate::metadata::MetadataError;
+
+/// A failed broker operation.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The topic does not exist (or, for a partition index, the partition does not).
+    #[error("unknown topic or partition: {0}")]
+    UnknownTopicOrPartition(String),
+    /// No topic has this id.
+    #[error("unknown topic id {0}")]
+    UnknownTopicId(uuid::Uuid),
+    /// A topic with this name already exists.
+    #[error("topic '{0}' already exists")]
+    TopicAlreadyExists(String),
+    /// The topic name is not a legal Kafka topic name.
+    #[error("invalid topic name '{name}': {reason}")]
+    InvalidTopicName {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A partition count is not acceptable.
+    #[error("{0}")]
+    InvalidPartitions(String),
+    /// A replication factor cannot be satisfied by this cluster.
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    /// A replica assignment names brokers that do not exist or is malformed.
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
+    /// A configuration name or value is not acceptable.
+    #[error("{0}")]
+    InvalidConfig(String),
+    /// The request is well-formed but asks for something this broker does not do.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// `acks` is not -1, 0 or 1.
+    #[error("acks must be -1, 0 or 1, not {0}")]
+    InvalidRequiredAcks(i16),
+    /// Fewer in-sync replicas than `min.insync.replicas` for an `acks=all` produce.
+    #[error("{isr} in-sync replicas, but min.insync.replicas is {required}")]
+    NotEnoughReplicas {
+        /// Current in-sync replica count.
+        isr: usize,
+        /// The topic's `min.insync.replicas`.
+        required: i32,
+    },
+    /// Transactions are not supported yet.
+    #[error("transactional produce requires a transaction coordinator, which this broker lacks")]
+    TransactionsUnsupported,
+    /// The records could not be decoded or re-encoded (for `compression.type`).
+    #[error("records could not be decoded: {0}")]
+    InvalidRecords(String),
+    /// The local log failed.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The metadata store failed.
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    /// A background task the request waited for has gone (the broker is shutting down).
+    #[error("the broker is shutting down")]
+    ShuttingDown,
+}
+
+/// Result type of the broker.
+pub type Result<T, E = BrokerError> = std::result::Result<T, E>;

@@ -1,0 +1,221 @@
+//! The embedded metadata store of a single-node broker: the whole key space in memory, written to
+//! one JSON file on every change (temporary file, fsync, rename), so a crash leaves either the old
+//! or the new state.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use super::{Expect, MetadataError, MetadataStore, Versioned};
+
+/// A file-backed [`MetadataStore`] for one process.
+#[derive(Debug)]
+pub struct EmbeddedStore {
+    path: PathBuf,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    revision: u64,
+    entries: BTreeMap<String, Entry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Entry {
+    value: String,
+    version: u64,
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store kept in the file at `path`.
+    pub fn open(path: &Path) -> Result<Self, MetadataError> {
+        let state = match fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| MetadataError::Corrupt {
+                key: path.display().to_string(),
+                reason: e.to_string(),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
+            Err(e) => return Err(unavailable(path, &e)),
+        };
+        Ok(EmbeddedStore {
+            path: path.to_path_buf(),
+            state: Mutex::new(state),
+        })
+    }
+
+    fn persist(&self, state: &State) -> Result<(), MetadataError> {
+        let tmp = self.path.with_extension("tmp");
+        let json = serde_json::to_vec_pretty(state)
+            .map_err(|e| MetadataError::Unavailable(e.to_string()))?;
+        let mut file = fs::File::create(&tmp).map_err(|e| unavailable(&tmp, &e))?;
+        file.write_all(&json).map_err(|e| unavailable(&tmp, &e))?;
+        file.sync_all().map_err(|e| unavailable(&tmp, &e))?;
+        fs::rename(&tmp, &self.path).map_err(|e| unavailable(&self.path, &e))?;
+        if let Some(dir) = self.path.parent() {
+            fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| unavailable(dir, &e))?;
+        }
+        Ok(())
+    }
+}
+
+fn unavailable(path: &Path, e: &std::io::Error) -> MetadataError {
+    MetadataError::Unavailable(format!("{}: {e}", path.display()))
+}
+
+fn check(key: &str, current: Option<&Entry>, expect: Expect) -> Result<(), MetadataError> {
+    let ok = match expect {
+        Expect::Any => true,
+        Expect::Absent => current.is_none(),
+        Expect::Version(v) => current.is_some_and(|e| e.version == v),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(MetadataError::Conflict {
+            key: key.to_string(),
+        })
+    }
+}
+
+#[async_trait]
+impl MetadataStore for EmbeddedStore {
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, MetadataError> {
+        let state = self.state.lock().await;
+        Ok(state.entries.get(key).map(|e| Versioned {
+            value: e.value.clone(),
+            version: e.version,
+        }))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, MetadataError> {
+        let state = self.state.lock().await;
+        Ok(state
+            .entries
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, e)| {
+                (
+                    k.clone(),
+                    Versioned {
+                        value: e.value.clone(),
+                        version: e.version,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    async fn put(&self, key: &str, value: String, expect: Expect) -> Result<u64, MetadataError> {
+        let mut state = self.state.lock().await;
+        check(key, state.entries.get(key), expect)?;
+        let version = state.revision + 1;
+        let previous = state
+            .entries
+            .insert(key.to_string(), Entry { value, version });
+        state.revision = version;
+        if let Err(e) = self.persist(&state) {
+            match previous {
+                Some(p) => state.entries.insert(key.to_string(), p),
+                None => state.entries.remove(key),
+            };
+            state.revision -= 1;
+            return Err(e);
+        }
+        Ok(version)
+    }
+
+    async fn delete(&self, key: &str, expect: Expect) -> Result<(), MetadataError> {
+        let mut state = self.state.lock().await;
+        check(key, state.entries.get(key), expect)?;
+        let Some(previous) = state.entries.remove(key) else {
+            return Ok(());
+        };
+        state.revision += 1;
+        if let Err(e) = self.persist(&state) {
+            state.entries.insert(key.to_string(), previous);
+            state.revision -= 1;
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn compare_and_set_and_survive_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("metadata.json");
+        let store = EmbeddedStore::open(&path).expect("open");
+        let v1 = store
+            .put("topics/a", "1".into(), Expect::Absent)
+            .await
+            .expect("create");
+        assert!(matches!(
+            store.put("topics/a", "2".into(), Expect::Absent).await,
+            Err(MetadataError::Conflict { .. })
+        ));
+        let v2 = store
+            .put("topics/a", "2".into(), Expect::Version(v1))
+            .await
+            .expect("cas");
+        assert!(v2 > v1);
+        assert!(
+            store
+                .put("topics/a", "3".into(), Expect::Version(v1))
+                .await
+                .is_err()
+        );
+        store
+            .put("topics/b", "b".into(), Expect::Any)
+            .await
+            .expect("put");
+        store
+            .put("other", "x".into(), Expect::Any)
+            .await
+            .expect("put");
+        drop(store);
+
+        let store = EmbeddedStore::open(&path).expect("reopen");
+        let listed = store.list("topics/").await.expect("list");
+        assert_eq!(
+            listed.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+            ["topics/a", "topics/b"]
+        );
+        assert_eq!(
+            store.get("topics/a").await.expect("get").map(|v| v.value),
+            Some("2".into())
+        );
+        assert!(store.delete("topics/a", Expect::Version(v1)).await.is_err());
+        store
+            .delete("topics/a", Expect::Version(v2))
+            .await
+            .expect("delete");
+        assert!(store.get("topics/a").await.expect("get").is_none());
+        store
+            .delete("missing", Expect::Any)
+            .await
+            .expect("deleting nothing is fine");
+    }
+
+    #[test]
+    fn a_corrupt_file_is_reported_not_ignored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("metadata.json");
+        fs::write(&path, b"{not json").expect("write");
+        assert!(matches!(
+            EmbeddedStore::open(&path),
+            Err(MetadataError::Corrupt { .. })
+        ));
+    }
+}

@@ -1,0 +1,19 @@
+//! Every key of the metadata store, in one place. The layout is a format: change it deliberately.
+//!
+//! | key | value |
+//! | --- | --- |
+//! | `cluster/id` | `{"cluster_id": "..."}`, written once when the cluster is first started |
+//! | `topics/<name>` | a [`TopicRecord`](super::catalog::TopicRecord) |
+//! | `producer-ids/next` | `{"next": n}`: the first producer id not yet handed out in a block |
+
+/// The key holding the cluster id.
+pub const CLUSTER_ID: &str = "cluster/id";
+/// The prefix of every topic record.
+pub const TOPICS_PREFIX: &str = "topics/";
+/// The key of the producer id allocator.
+pub const NEXT_PRODUCER_ID: &str = "producer-ids/next";
+
+/// The key of one topic's record.
+pub fn topic(name: &str) -> String {
+    format!("{TOPICS_PREFIX}{name}")
+}

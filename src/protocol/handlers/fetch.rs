@@ -1,0 +1,182 @@
+//! Fetch: read committed batches from each requested partition, honouring the response's
+//! `max_bytes`, each partition's `partition_max_bytes` and, when too little data is ready,
+//! `min_bytes` and `max_wait_ms`. A waiting fetch subscribes to the high watermarks of its
+//! partitions before it reads, so an append that lands at any moment wakes it at once; there is
+//! no polling.
+//!
+//! Fetch sessions (KIP-227) are not kept: every response carries session id 0, which tells clients
+//! to send full requests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::select_all;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::broker::{Broker, Partition};
+use crate::error::BrokerError;
+use crate::protocol::errors::response_error;
+
+/// Fetch v13 replaced topic names with topic ids.
+const TOPIC_IDS_FROM: i16 = 13;
+
+struct Target {
+    partition_index: i32,
+    fetch_offset: i64,
+    max_bytes: usize,
+    partition: Result<Arc<Partition>, BrokerError>,
+}
+
+struct TopicTargets {
+    name: TopicName,
+    id: Uuid,
+    partitions: Vec<Target>,
+}
+
+/// Handles a Fetch request.
+pub async fn handle(broker: &Broker, version: i16, request: FetchRequest) -> FetchResponse {
+    let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
+    let min_bytes = request.min_bytes.max(0) as usize;
+    let max_bytes = if request.max_bytes > 0 {
+        request.max_bytes as usize
+    } else {
+        usize::MAX
+    };
+    let topics = resolve(broker, version, &request);
+    let has_partitions = topics.iter().any(|t| !t.partitions.is_empty());
+    let mut final_pass = false;
+    loop {
+        let mut watchers: Vec<_> = topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .filter_map(|t| t.partition.as_ref().ok().map(|p| p.watch_high_watermark()))
+            .collect();
+        let (response, bytes, errors) = read(version, &topics, max_bytes);
+        let satisfied = bytes >= min_bytes || errors;
+        if (satisfied && has_partitions) || final_pass || Instant::now() >= deadline {
+            return response;
+        }
+        if watchers.is_empty() {
+            tokio::time::sleep_until(deadline).await;
+            final_pass = true;
+            continue;
+        }
+        let woken = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
+        if tokio::time::timeout_at(deadline, woken).await.is_err() {
+            final_pass = true;
+        }
+    }
+}
+
+fn resolve(broker: &Broker, version: i16, request: &FetchRequest) -> Vec<TopicTargets> {
+    request
+        .topics
+        .iter()
+        .map(|t| {
+            let topic = if version >= TOPIC_IDS_FROM {
+                broker
+                    .topic_by_id(t.topic_id)
+                    .ok_or(BrokerError::UnknownTopicId(t.topic_id))
+            } else {
+                broker
+                    .topic(&t.topic)
+                    .ok_or_else(|| BrokerError::UnknownTopicOrPartition(t.topic.to_string()))
+            };
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| Target {
+                    partition_index: p.partition,
+                    fetch_offset: p.fetch_offset,
+                    max_bytes: p.partition_max_bytes.max(0) as usize,
+                    partition: match &topic {
+                        Ok(topic) => topic.partition(p.partition).ok_or_else(|| {
+                            BrokerError::UnknownTopicOrPartition(format!(
+                                "{}-{}",
+                                topic.name(),
+                                p.partition
+                            ))
+                        }),
+                        Err(BrokerError::UnknownTopicId(id)) => {
+                            Err(BrokerError::UnknownTopicId(*id))
+                        }
+                        Err(_) => Err(BrokerError::UnknownTopicOrPartition(t.topic.to_string())),
+                    },
+                })
+                .collect();
+            TopicTargets {
+                name: t.topic.clone(),
+                id: t.topic_id,
+                partitions,
+            }
+        })
+        .collect()
+}
+
+/// One pass over every partition. Returns the response, the record bytes in it, and whether any
+/// partition failed (which answers the fetch at once).
+fn read(version: i16, topics: &[TopicTargets], max_bytes: usize) -> (FetchResponse, usize, bool) {
+    let mut total = 0usize;
+    let mut errors = false;
+    let mut responses = Vec::with_capacity(topics.len());
+    for topic in topics {
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for target in &topic.partitions {
+            let data = PartitionData::default()
+                .with_partition_index(target.partition_index)
+                .with_preferred_read_replica(BrokerId(-1));
+            let partition = match &target.partition {
+                Ok(p) => p,
+                Err(e) => {
+                    errors = true;
+                    partitions.push(failed(data, e));
+                    continue;
+                }
+            };
+            let (hw, start) = (
+                partition.high_watermark(),
+                partition.log().log_start_offset(),
+            );
+            let budget = target.max_bytes.min(max_bytes.saturating_sub(total));
+            let result = if budget == 0 && total > 0 {
+                Ok(bytes::Bytes::new())
+            } else {
+                partition.read(target.fetch_offset, budget, total == 0)
+            };
+            let data = data
+                .with_high_watermark(hw)
+                .with_last_stable_offset(hw)
+                .with_log_start_offset(start);
+            partitions.push(match result {
+                Ok(records) => {
+                    total += records.len();
+                    data.with_records(Some(records))
+                }
+                Err(e) => {
+                    errors = true;
+                    failed(data, &e)
+                }
+            });
+        }
+        let response = FetchableTopicResponse::default().with_partitions(partitions);
+        responses.push(if version >= TOPIC_IDS_FROM {
+            response.with_topic_id(topic.id)
+        } else {
+            response.with_topic(topic.name.clone())
+        });
+    }
+    (
+        FetchResponse::default().with_responses(responses),
+        total,
+        errors,
+    )
+}
+
+fn failed(data: PartitionData, error: &BrokerError) -> PartitionData {
+    tracing::debug!(error = %error, "fetch partition failed");
+    data.with_error_code(response_error(error).code())
+        .with_records(Some(bytes::Bytes::new()))
+}

@@ -1,0 +1,147 @@
+//! The few places the broker looks inside record batches, using the `kafka-protocol` record codec:
+//! recompression for a topic's `compression.type`, and finding the exact record for a timestamp
+//! (ListOffsets). Produce and fetch never decode records.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use strata_tiering::batch::{BatchHeader, split_batches, validate_batch};
+
+use crate::error::{BrokerError, Result};
+
+fn compression_id(c: Compression) -> i16 {
+    c as i16
+}
+
+/// Re-encodes every batch in `records` whose codec is not `target`; batches already in the target
+/// codec are passed through untouched.
+pub fn recompress(records: Bytes, target: Compression) -> Result<Bytes> {
+    let ranges = split_batches(&records)?;
+    let mut all_match = true;
+    for r in &ranges {
+        // The CRC is checked before anything is decoded: a corrupt batch is refused, not rewritten.
+        all_match &= validate_batch(&records[r.clone()])?.compression() == compression_id(target);
+    }
+    if all_match {
+        return Ok(records);
+    }
+    let mut out = BytesMut::with_capacity(records.len());
+    for range in ranges {
+        let mut batch = records.slice(range);
+        let set = RecordBatchDecoder::decode(&mut batch)
+            .map_err(|e| BrokerError::InvalidRecords(format!("{e:#}")))?;
+        RecordBatchEncoder::encode(
+            &mut out,
+            set.records.iter(),
+            &RecordEncodeOptions {
+                version: 2,
+                compression: target,
+            },
+        )
+        .map_err(|e| BrokerError::InvalidRecords(format!("{e:#}")))?;
+    }
+    Ok(out.freeze())
+}
+
+/// The (timestamp, offset) of the first record in `batch` with a timestamp at or after
+/// `timestamp` and an offset at or after `min_offset`.
+pub fn first_record_at_or_after(
+    batch: Bytes,
+    timestamp: i64,
+    min_offset: i64,
+) -> Result<Option<(i64, i64)>> {
+    let header = BatchHeader::parse(&batch)?;
+    let mut buf = batch;
+    let set = RecordBatchDecoder::decode(&mut buf)
+        .map_err(|e| BrokerError::InvalidRecords(format!("{e:#}")))?;
+    Ok(set
+        .records
+        .iter()
+        .map(|r| {
+            let t = if r.timestamp_type == TimestampType::LogAppend {
+                header.max_timestamp
+            } else {
+                r.timestamp
+            };
+            (t, r.offset)
+        })
+        .find(|&(t, o)| t >= timestamp && o >= min_offset))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use indexmap::IndexMap;
+    use kafka_protocol::records::Record;
+
+    fn records(n: i64, ts: i64) -> Vec<Record> {
+        (0..n)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i,
+                // Non-idempotent batches carry base sequence -1; the codec numbers records from it.
+                sequence: i as i32 - 1,
+                timestamp: ts + i * 10,
+                key: Some(Bytes::from(format!("k{i}"))),
+                value: Some(Bytes::from(format!("v{i}"))),
+                headers: IndexMap::new(),
+            })
+            .collect()
+    }
+
+    fn encode(records: &[Record], compression: Compression) -> Bytes {
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            records.iter(),
+            &RecordEncodeOptions {
+                version: 2,
+                compression,
+            },
+        )
+        .expect("encode");
+        buf.freeze()
+    }
+
+    #[test]
+    fn recompression_changes_the_codec_and_keeps_the_records() {
+        let original = records(5, 1_000);
+        for (from, to) in [
+            (Compression::None, Compression::Zstd),
+            (Compression::Gzip, Compression::None),
+            (Compression::Lz4, Compression::Snappy),
+        ] {
+            let out = recompress(encode(&original, from), to).expect("recompress");
+            let header = strata_tiering::batch::validate_batch(&out).expect("valid batch");
+            assert_eq!(header.compression(), to as i16);
+            let set = RecordBatchDecoder::decode(&mut out.clone()).expect("decode");
+            assert_eq!(set.records, original);
+        }
+        let same = encode(&original, Compression::Zstd);
+        assert_eq!(
+            recompress(same.clone(), Compression::Zstd).expect("noop"),
+            same
+        );
+    }
+
+    #[test]
+    fn the_first_record_at_a_timestamp_is_found_inside_a_batch() {
+        let batch = encode(&records(5, 1_000), Compression::Lz4);
+        assert_eq!(
+            first_record_at_or_after(batch.clone(), 1_015, 0).expect("ok"),
+            Some((1_020, 2))
+        );
+        assert_eq!(
+            first_record_at_or_after(batch.clone(), 0, 3).expect("ok"),
+            Some((1_030, 3))
+        );
+        assert_eq!(first_record_at_or_after(batch, 2_000, 0).expect("ok"), None);
+    }
+}

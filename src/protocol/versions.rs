@@ -1,0 +1,73 @@
+//! The APIs and versions this broker advertises in ApiVersions. An API that is not listed is not
+//! implemented; a request for it closes the connection.
+//!
+//! Each API is offered from its oldest record-batch-v2-era version that the `kafka-protocol` crate
+//! decodes (the same floor as Apache Kafka 4.0) up to a version whose fields are all honoured.
+//! Clients with old caps (librdkafka, kafkajs' non-flexible versions) negotiate down within these.
+
+use kafka_protocol::messages::ApiKey;
+
+/// (API, oldest version, newest version) for every supported API.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 11),
+    (ApiKey::Fetch, 4, 16),
+    (ApiKey::ListOffsets, 1, 8),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+/// The supported version range of `api`, if it is supported at all.
+pub fn supported_range(api: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == api)
+        .map(|&(_, min, max)| (min, max))
+}
+
+/// Whether `api` is supported at `version`.
+pub fn is_supported(api: ApiKey, version: i16) -> bool {
+    supported_range(api).is_some_and(|(min, max)| (min..=max).contains(&version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_advertised_version_is_one_the_codec_knows() {
+        for &(api, min, max) in SUPPORTED {
+            let codec = api.valid_versions();
+            assert!(
+                codec.min <= min && max <= codec.max,
+                "{api:?} {min}..={max} vs {codec:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn client_caps_fit() {
+        // kafkajs needs the non-flexible versions; librdkafka caps DescribeConfigs at 1.
+        for (api, version) in [
+            (ApiKey::Produce, 7),
+            (ApiKey::Fetch, 11),
+            (ApiKey::Metadata, 6),
+            (ApiKey::ApiVersions, 2),
+            (ApiKey::DescribeConfigs, 1),
+            (ApiKey::Produce, 3),
+            (ApiKey::Fetch, 4),
+        ] {
+            assert!(is_supported(api, version), "{api:?} v{version}");
+        }
+        assert!(!is_supported(ApiKey::ApiVersions, 4));
+        assert!(!is_supported(ApiKey::JoinGroup, 0));
+    }
+}

@@ -1,0 +1,403 @@
+//! Broker settings: from command-line flags, `STRATA_*` environment variables and an optional TOML
+//! file (in that order of precedence), validated once at startup.
+//!
+//! Every setting has one name used three ways: `--log-retention-ms` on the command line,
+//! `STRATA_LOG_RETENTION_MS` in the environment and `log-retention-ms` in the TOML file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde::Deserialize;
+
+/// Why the settings were rejected; the message names the offending key.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for these settings (unknown key, wrong type).
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, which names the key.
+        message: String,
+    },
+    /// A setting has a value outside its range.
+    #[error("invalid setting `{key}`: {reason}")]
+    Invalid {
+        /// The setting's name.
+        key: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// One layer of settings (flags + environment, or the file); every field optional.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SettingsLayer {
+    /// Directory for partition logs and the embedded metadata store [default: ./data].
+    #[arg(long, env = "STRATA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address the Kafka listener binds [default: 127.0.0.1:9092].
+    #[arg(long, env = "STRATA_LISTEN")]
+    pub listen: Option<String>,
+    /// host:port that clients are told to connect to [default: the listen address].
+    #[arg(long, env = "STRATA_ADVERTISED_LISTENER")]
+    pub advertised_listener: Option<String>,
+    /// This broker's id [default: 1].
+    #[arg(long, env = "STRATA_BROKER_ID")]
+    pub broker_id: Option<i32>,
+    /// Partitions of auto-created topics and of CreateTopics without a count [default: 1].
+    #[arg(long, env = "STRATA_NUM_PARTITIONS")]
+    pub num_partitions: Option<i32>,
+    /// Create unknown topics when a client asks for their metadata [default: true].
+    #[arg(long, env = "STRATA_AUTO_CREATE_TOPICS")]
+    pub auto_create_topics: Option<bool>,
+    /// Largest request frame accepted, in bytes [default: 104857600].
+    #[arg(long, env = "STRATA_SOCKET_REQUEST_MAX_BYTES")]
+    pub socket_request_max_bytes: Option<i32>,
+    /// Default `max.message.bytes` of topics [default: 1048588].
+    #[arg(long, env = "STRATA_MESSAGE_MAX_BYTES")]
+    pub message_max_bytes: Option<i32>,
+    /// Default `segment.bytes` [default: 1073741824].
+    #[arg(long, env = "STRATA_LOG_SEGMENT_BYTES")]
+    pub log_segment_bytes: Option<i64>,
+    /// Default `segment.ms` [default: 604800000].
+    #[arg(long, env = "STRATA_LOG_SEGMENT_MS")]
+    pub log_segment_ms: Option<i64>,
+    /// Default `retention.ms`; -1 keeps data forever [default: 604800000].
+    #[arg(long, env = "STRATA_LOG_RETENTION_MS")]
+    pub log_retention_ms: Option<i64>,
+    /// Default `retention.bytes`; -1 for no limit [default: -1].
+    #[arg(long, env = "STRATA_LOG_RETENTION_BYTES")]
+    pub log_retention_bytes: Option<i64>,
+    /// How often retention runs, in ms [default: 300000].
+    #[arg(long, env = "STRATA_LOG_RETENTION_CHECK_INTERVAL_MS")]
+    pub log_retention_check_interval_ms: Option<i64>,
+    /// Default `flush.messages` [default: 9223372036854775807, i.e. leave it to the page cache].
+    #[arg(long, env = "STRATA_LOG_FLUSH_MESSAGES")]
+    pub log_flush_messages: Option<i64>,
+    /// Default `flush.ms` [default: 9223372036854775807].
+    #[arg(long, env = "STRATA_LOG_FLUSH_MS")]
+    pub log_flush_ms: Option<i64>,
+    /// How often `flush.ms` is checked, in ms [default: 1000].
+    #[arg(long, env = "STRATA_LOG_FLUSH_SCHEDULER_INTERVAL_MS")]
+    pub log_flush_scheduler_interval_ms: Option<i64>,
+    /// Default `compression.type` [default: producer].
+    #[arg(long, env = "STRATA_COMPRESSION_TYPE")]
+    pub compression_type: Option<String>,
+    /// Default `message.timestamp.type` [default: CreateTime].
+    #[arg(long, env = "STRATA_LOG_MESSAGE_TIMESTAMP_TYPE")]
+    pub log_message_timestamp_type: Option<String>,
+    /// Default `min.insync.replicas` [default: 1].
+    #[arg(long, env = "STRATA_MIN_INSYNC_REPLICAS")]
+    pub min_insync_replicas: Option<i32>,
+}
+
+impl SettingsLayer {
+    /// Fills every unset field from `lower`.
+    pub fn or(self, lower: SettingsLayer) -> SettingsLayer {
+        SettingsLayer {
+            data_dir: self.data_dir.or(lower.data_dir),
+            listen: self.listen.or(lower.listen),
+            advertised_listener: self.advertised_listener.or(lower.advertised_listener),
+            broker_id: self.broker_id.or(lower.broker_id),
+            num_partitions: self.num_partitions.or(lower.num_partitions),
+            auto_create_topics: self.auto_create_topics.or(lower.auto_create_topics),
+            socket_request_max_bytes: self
+                .socket_request_max_bytes
+                .or(lower.socket_request_max_bytes),
+            message_max_bytes: self.message_max_bytes.or(lower.message_max_bytes),
+            log_segment_bytes: self.log_segment_bytes.or(lower.log_segment_bytes),
+            log_segment_ms: self.log_segment_ms.or(lower.log_segment_ms),
+            log_retention_ms: self.log_retention_ms.or(lower.log_retention_ms),
+            log_retention_bytes: self.log_retention_bytes.or(lower.log_retention_bytes),
+            log_retention_check_interval_ms: self
+                .log_retention_check_interval_ms
+                .or(lower.log_retention_check_interval_ms),
+            log_flush_messages: self.log_flush_messages.or(lower.log_flush_messages),
+            log_flush_ms: self.log_flush_ms.or(lower.log_flush_ms),
+            log_flush_scheduler_interval_ms: self
+                .log_flush_scheduler_interval_ms
+                .or(lower.log_flush_scheduler_interval_ms),
+            compression_type: self.compression_type.or(lower.compression_type),
+            log_message_timestamp_type: self
+                .log_message_timestamp_type
+                .or(lower.log_message_timestamp_type),
+            min_insync_replicas: self.min_insync_replicas.or(lower.min_insync_replicas),
+        }
+    }
+
+    /// Reads a layer from a TOML file.
+    pub fn from_file(path: &Path) -> Result<SettingsLayer, SettingsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| SettingsError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Validated broker settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Directory for partition logs and the embedded metadata store.
+    pub data_dir: PathBuf,
+    /// Address the Kafka listener binds.
+    pub listen: SocketAddr,
+    /// Host clients are told to connect to.
+    pub advertised_host: String,
+    /// Port clients are told to connect to.
+    pub advertised_port: i32,
+    /// This broker's id.
+    pub broker_id: i32,
+    /// Default partition count.
+    pub num_partitions: i32,
+    /// Whether Metadata requests create unknown topics.
+    pub auto_create_topics: bool,
+    /// Largest request frame accepted.
+    pub socket_request_max_bytes: usize,
+    /// How often retention runs.
+    pub retention_check_interval_ms: u64,
+    /// How often `flush.ms` is checked.
+    pub flush_scheduler_interval_ms: u64,
+    /// Broker-level defaults of topic configs, by Kafka topic config name.
+    pub topic_defaults: Vec<(&'static str, String)>,
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> SettingsError {
+    SettingsError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+fn positive<T: PartialOrd + Default + std::fmt::Display>(
+    key: &'static str,
+    value: T,
+) -> Result<T, SettingsError> {
+    if value > T::default() {
+        Ok(value)
+    } else {
+        Err(invalid(key, format!("{value} is not positive")))
+    }
+}
+
+fn split_host_port(key: &'static str, value: &str) -> Result<(String, i32), SettingsError> {
+    let (host, port) = value
+        .rsplit_once(':')
+        .ok_or_else(|| invalid(key, format!("'{value}' is not host:port")))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| invalid(key, format!("'{port}' is not a port")))?;
+    if host.is_empty() {
+        return Err(invalid(key, "the host is empty"));
+    }
+    Ok((host.trim_matches(['[', ']']).to_string(), i32::from(port)))
+}
+
+impl Settings {
+    /// Validates a merged layer, applying defaults.
+    pub fn resolve(layer: SettingsLayer) -> Result<Settings, SettingsError> {
+        let listen_text = layer.listen.unwrap_or_else(|| "127.0.0.1:9092".to_string());
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            invalid(
+                "listen",
+                format!("'{listen_text}' is not an IP address and port"),
+            )
+        })?;
+        let advertised = layer
+            .advertised_listener
+            .unwrap_or_else(|| listen.to_string());
+        let (advertised_host, advertised_port) =
+            split_host_port("advertised-listener", &advertised)?;
+        if listen.ip().is_unspecified() && advertised == listen.to_string() {
+            return Err(invalid(
+                "advertised-listener",
+                "must be set when listening on a wildcard address",
+            ));
+        }
+        let broker_id = layer.broker_id.unwrap_or(1);
+        if broker_id < 0 {
+            return Err(invalid("broker-id", "must not be negative"));
+        }
+        let mut defaults: Vec<(&'static str, String)> = Vec::new();
+        let mut push = |name, value: String| defaults.push((name, value));
+        push(
+            "max.message.bytes",
+            positive(
+                "message-max-bytes",
+                layer.message_max_bytes.unwrap_or(1_048_588),
+            )?
+            .to_string(),
+        );
+        push(
+            "segment.bytes",
+            layer.log_segment_bytes.unwrap_or(1 << 30).to_string(),
+        );
+        push(
+            "segment.ms",
+            layer.log_segment_ms.unwrap_or(604_800_000).to_string(),
+        );
+        push(
+            "retention.ms",
+            layer.log_retention_ms.unwrap_or(604_800_000).to_string(),
+        );
+        push(
+            "retention.bytes",
+            layer.log_retention_bytes.unwrap_or(-1).to_string(),
+        );
+        push(
+            "flush.messages",
+            layer.log_flush_messages.unwrap_or(i64::MAX).to_string(),
+        );
+        push(
+            "flush.ms",
+            layer.log_flush_ms.unwrap_or(i64::MAX).to_string(),
+        );
+        push(
+            "compression.type",
+            layer.compression_type.unwrap_or_else(|| "producer".into()),
+        );
+        push(
+            "message.timestamp.type",
+            layer
+                .log_message_timestamp_type
+                .unwrap_or_else(|| "CreateTime".into()),
+        );
+        push(
+            "min.insync.replicas",
+            layer.min_insync_replicas.unwrap_or(1).to_string(),
+        );
+        // Each default must be a valid value of its topic config; the broker flag is named.
+        for (name, value) in &defaults {
+            crate::topic_config::validate(name, value).map_err(|e| {
+                invalid(crate::topic_config::broker_setting_for(name), e.to_string())
+            })?;
+        }
+        Ok(Settings {
+            data_dir: layer.data_dir.unwrap_or_else(|| PathBuf::from("data")),
+            listen,
+            advertised_host,
+            advertised_port,
+            broker_id,
+            num_partitions: positive("num-partitions", layer.num_partitions.unwrap_or(1))?,
+            auto_create_topics: layer.auto_create_topics.unwrap_or(true),
+            socket_request_max_bytes: positive(
+                "socket-request-max-bytes",
+                layer.socket_request_max_bytes.unwrap_or(104_857_600),
+            )? as usize,
+            retention_check_interval_ms: positive(
+                "log-retention-check-interval-ms",
+                layer.log_retention_check_interval_ms.unwrap_or(300_000),
+            )? as u64,
+            flush_scheduler_interval_ms: positive(
+                "log-flush-scheduler-interval-ms",
+                layer.log_flush_scheduler_interval_ms.unwrap_or(1_000),
+            )? as u64,
+            topic_defaults: defaults,
+        })
+    }
+
+    /// Settings for tests: everything default except the data directory and an ephemeral port.
+    pub fn for_data_dir(data_dir: &Path) -> Settings {
+        let layer = SettingsLayer {
+            data_dir: Some(data_dir.to_path_buf()),
+            listen: Some("127.0.0.1:0".into()),
+            advertised_listener: Some("127.0.0.1:0".into()),
+            ..SettingsLayer::default()
+        };
+        Settings::resolve(layer).expect("default settings are valid")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_embedded_default() {
+        let s = Settings::resolve(SettingsLayer::default()).expect("defaults");
+        assert_eq!(s.listen.to_string(), "127.0.0.1:9092");
+        assert_eq!(
+            (s.advertised_host.as_str(), s.advertised_port),
+            ("127.0.0.1", 9092)
+        );
+        assert_eq!(s.data_dir, PathBuf::from("data"));
+        assert!(s.auto_create_topics);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let file: SettingsLayer =
+            toml::from_str("num-partitions = 3\nbroker-id = 7\n").expect("toml");
+        let flags = SettingsLayer {
+            num_partitions: Some(5),
+            ..SettingsLayer::default()
+        };
+        let s = Settings::resolve(flags.or(file)).expect("valid");
+        assert_eq!((s.num_partitions, s.broker_id), (5, 7));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let unknown =
+            toml::from_str::<SettingsLayer>("no-such-setting = 1\n").expect_err("unknown key");
+        assert!(unknown.to_string().contains("no-such-setting"), "{unknown}");
+        let cases = [
+            (
+                SettingsLayer {
+                    listen: Some("nowhere".into()),
+                    ..Default::default()
+                },
+                "listen",
+            ),
+            (
+                SettingsLayer {
+                    num_partitions: Some(0),
+                    ..Default::default()
+                },
+                "num-partitions",
+            ),
+            (
+                SettingsLayer {
+                    log_retention_ms: Some(-5),
+                    ..Default::default()
+                },
+                "log-retention-ms",
+            ),
+            (
+                SettingsLayer {
+                    compression_type: Some("brotli".into()),
+                    ..Default::default()
+                },
+                "compression-type",
+            ),
+            (
+                SettingsLayer {
+                    listen: Some("0.0.0.0:9092".into()),
+                    ..Default::default()
+                },
+                "advertised-listener",
+            ),
+        ];
+        for (layer, key) in cases {
+            let err = Settings::resolve(layer).expect_err("invalid");
+            assert!(
+                err.to_string().contains(&format!("`{key}`")),
+                "{err} should name {key}"
+            );
+        }
+    }
+}
