@@ -368,6 +368,11 @@ impl TopicConfig {
         }
     }
 
+    /// The effective value of a known config.
+    pub fn effective(&self, name: &str) -> Result<String> {
+        Ok(self.lookup(definition(name)?).0)
+    }
+
     fn value(&self, name: &str) -> String {
         definition(name)
             .map(|d| self.lookup(d).0)

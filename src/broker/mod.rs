@@ -369,18 +369,18 @@ impl Broker {
         Ok(())
     }
 
-    /// Replaces a topic's config overrides with `change(current overrides)`.
+    /// Replaces a topic's config overrides with `change(current config)`.
     pub async fn alter_topic_config(
         &self,
         name: &str,
-        change: impl Fn(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>>,
+        change: impl Fn(&TopicConfig) -> Result<BTreeMap<String, String>>,
         validate_only: bool,
     ) -> Result<()> {
         let _admin = self.admin.lock().await;
         let topic = self
             .topic(name)
             .ok_or_else(|| BrokerError::UnknownTopicOrPartition(name.to_string()))?;
-        let overrides = change(topic.config().overrides())?;
+        let overrides = change(&topic.config())?;
         let config = TopicConfig::new(overrides.clone(), Arc::clone(&self.defaults))?;
         if validate_only {
             return Ok(());

@@ -190,6 +190,21 @@ pub fn validate_batch(batch: &[u8]) -> Result<BatchHeader> {
     Ok(header)
 }
 
+/// Checks a batch arriving from a producer: everything [`validate_batch`] checks, plus that the
+/// record count agrees with the offset range, as Kafka's log validator requires of new batches.
+/// (Stored batches may legitimately differ once compaction has removed records.)
+pub fn validate_produced_batch(batch: &[u8]) -> Result<BatchHeader> {
+    let header = validate_batch(batch)?;
+    if i64::from(header.records_count) != i64::from(header.last_offset_delta) + 1 {
+        return Err(LogError::corrupt(format!(
+            "batch claims {} records but spans {} offsets",
+            header.records_count,
+            i64::from(header.last_offset_delta) + 1
+        )));
+    }
+    Ok(header)
+}
+
 /// Splits a buffer of concatenated batches into complete batches. A trailing partial batch is an
 /// error: a produce request must carry whole batches.
 pub fn split_batches(bytes: &[u8]) -> Result<Vec<std::ops::Range<usize>>> {

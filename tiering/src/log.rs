@@ -193,7 +193,7 @@ impl PartitionLog {
                     limit: state.config.max_message_bytes,
                 });
             }
-            headers.push(batch::validate_batch(bytes)?);
+            headers.push(batch::validate_produced_batch(bytes)?);
         }
         let mut first = None;
         let mut last = 0;

@@ -9,7 +9,7 @@ use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use crate::broker::Broker;
 use crate::error::{BrokerError, Result};
 use crate::protocol::errors::code_and_message;
-use crate::topic_config;
+use crate::topic_config::{self, TopicConfig};
 
 const SET: i8 = 0;
 const DELETE: i8 = 1;
@@ -63,11 +63,10 @@ pub async fn handle(
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 
-fn apply(
-    current: &BTreeMap<String, String>,
-    changes: &[Change],
-) -> Result<BTreeMap<String, String>> {
-    let mut next = current.clone();
+/// Applies `changes` to the overrides of `current`. APPEND and SUBTRACT start from the effective
+/// value, so appending `compact` to an unset `cleanup.policy` gives `delete,compact`, as in Kafka.
+fn apply(current: &TopicConfig, changes: &[Change]) -> Result<BTreeMap<String, String>> {
+    let mut next = current.overrides().clone();
     for change in changes {
         let list = topic_config::is_list(&change.name)?;
         let value = || {
@@ -84,15 +83,15 @@ fn apply(
             }
             APPEND | SUBTRACT if list => {
                 let given = value()?;
-                let mut items: Vec<String> = next
-                    .get(&change.name)
-                    .map(|v| {
-                        v.split(',')
-                            .map(|s| s.trim().to_string())
-                            .filter(|s| !s.is_empty())
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let base = match next.get(&change.name) {
+                    Some(v) => v.clone(),
+                    None => current.effective(&change.name)?,
+                };
+                let mut items: Vec<String> = base
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect();
                 for item in given.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                     if change.operation == APPEND {
                         if !items.iter().any(|i| i == item) {
@@ -136,10 +135,13 @@ mod tests {
         }
     }
 
+    fn config(overrides: BTreeMap<String, String>) -> TopicConfig {
+        TopicConfig::new(overrides, Default::default()).expect("valid")
+    }
+
     #[test]
     fn operations_apply_in_order() {
-        let current: BTreeMap<String, String> =
-            [("retention.ms".to_string(), "100".to_string())].into();
+        let current = config([("retention.ms".to_string(), "100".to_string())].into());
         let next = apply(
             &current,
             &[
@@ -154,14 +156,15 @@ mod tests {
         assert_eq!(next.get("segment.bytes").map(String::as_str), Some("2048"));
         assert_eq!(
             next.get("cleanup.policy").map(String::as_str),
-            Some("compact,delete")
+            Some("delete,compact")
         );
-        let next = apply(
+        let next = config(next);
+        let after = apply(
             &next,
             &[change("cleanup.policy", SUBTRACT, Some("compact,delete"))],
         )
         .expect("valid");
-        assert_eq!(next.get("cleanup.policy"), None);
+        assert_eq!(after.get("cleanup.policy"), None);
         assert!(apply(&next, &[change("retention.ms", APPEND, Some("5"))]).is_err());
         assert!(apply(&next, &[change("nope", SET, Some("5"))]).is_err());
         assert!(apply(&next, &[change("retention.ms", 9, Some("5"))]).is_err());

@@ -101,6 +101,23 @@ fn stamping_keeps_the_crc_valid_for_log_append_time() {
 }
 
 #[test]
+fn a_produced_batch_must_count_its_records_honestly() {
+    let mut batch = build_batch(TestBatch {
+        records: 3,
+        ..TestBatch::default()
+    });
+    assert!(validate_produced_batch(&batch).is_ok());
+    batch[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[ATTRIBUTES_OFFSET..]);
+    batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    assert!(
+        validate_batch(&batch).is_ok(),
+        "stored batches are not held to the count"
+    );
+    assert!(validate_produced_batch(&batch).is_err());
+}
+
+#[test]
 fn sequences_wrap_at_i32_max() {
     assert_eq!(increment_sequence(5, 3), 8);
     assert_eq!(increment_sequence(i32::MAX, 1), 0);
