@@ -53,43 +53,59 @@ pub struct SettingsLayer {
     #[arg(long, env = "STRATA_ADVERTISED_LISTENER")]
     pub advertised_listener: Option<String>,
     /// This broker's id [default: 1].
-    #[arg(long, env = "STRATA_BROKER_ID")]
+    #[arg(long, env = "STRATA_BROKER_ID", allow_negative_numbers = true)]
     pub broker_id: Option<i32>,
     /// Partitions of auto-created topics and of CreateTopics without a count [default: 1].
-    #[arg(long, env = "STRATA_NUM_PARTITIONS")]
+    #[arg(long, env = "STRATA_NUM_PARTITIONS", allow_negative_numbers = true)]
     pub num_partitions: Option<i32>,
     /// Create unknown topics when a client asks for their metadata [default: true].
     #[arg(long, env = "STRATA_AUTO_CREATE_TOPICS")]
     pub auto_create_topics: Option<bool>,
     /// Largest request frame accepted, in bytes [default: 104857600].
-    #[arg(long, env = "STRATA_SOCKET_REQUEST_MAX_BYTES")]
+    #[arg(
+        long,
+        env = "STRATA_SOCKET_REQUEST_MAX_BYTES",
+        allow_negative_numbers = true
+    )]
     pub socket_request_max_bytes: Option<i32>,
     /// Default `max.message.bytes` of topics [default: 1048588].
-    #[arg(long, env = "STRATA_MESSAGE_MAX_BYTES")]
+    #[arg(long, env = "STRATA_MESSAGE_MAX_BYTES", allow_negative_numbers = true)]
     pub message_max_bytes: Option<i32>,
     /// Default `segment.bytes` [default: 1073741824].
-    #[arg(long, env = "STRATA_LOG_SEGMENT_BYTES")]
+    #[arg(long, env = "STRATA_LOG_SEGMENT_BYTES", allow_negative_numbers = true)]
     pub log_segment_bytes: Option<i64>,
     /// Default `segment.ms` [default: 604800000].
-    #[arg(long, env = "STRATA_LOG_SEGMENT_MS")]
+    #[arg(long, env = "STRATA_LOG_SEGMENT_MS", allow_negative_numbers = true)]
     pub log_segment_ms: Option<i64>,
     /// Default `retention.ms`; -1 keeps data forever [default: 604800000].
-    #[arg(long, env = "STRATA_LOG_RETENTION_MS")]
+    #[arg(long, env = "STRATA_LOG_RETENTION_MS", allow_negative_numbers = true)]
     pub log_retention_ms: Option<i64>,
     /// Default `retention.bytes`; -1 for no limit [default: -1].
-    #[arg(long, env = "STRATA_LOG_RETENTION_BYTES")]
+    #[arg(
+        long,
+        env = "STRATA_LOG_RETENTION_BYTES",
+        allow_negative_numbers = true
+    )]
     pub log_retention_bytes: Option<i64>,
     /// How often retention runs, in ms [default: 300000].
-    #[arg(long, env = "STRATA_LOG_RETENTION_CHECK_INTERVAL_MS")]
+    #[arg(
+        long,
+        env = "STRATA_LOG_RETENTION_CHECK_INTERVAL_MS",
+        allow_negative_numbers = true
+    )]
     pub log_retention_check_interval_ms: Option<i64>,
     /// Default `flush.messages` [default: 9223372036854775807, i.e. leave it to the page cache].
-    #[arg(long, env = "STRATA_LOG_FLUSH_MESSAGES")]
+    #[arg(long, env = "STRATA_LOG_FLUSH_MESSAGES", allow_negative_numbers = true)]
     pub log_flush_messages: Option<i64>,
     /// Default `flush.ms` [default: 9223372036854775807].
-    #[arg(long, env = "STRATA_LOG_FLUSH_MS")]
+    #[arg(long, env = "STRATA_LOG_FLUSH_MS", allow_negative_numbers = true)]
     pub log_flush_ms: Option<i64>,
     /// How often `flush.ms` is checked, in ms [default: 1000].
-    #[arg(long, env = "STRATA_LOG_FLUSH_SCHEDULER_INTERVAL_MS")]
+    #[arg(
+        long,
+        env = "STRATA_LOG_FLUSH_SCHEDULER_INTERVAL_MS",
+        allow_negative_numbers = true
+    )]
     pub log_flush_scheduler_interval_ms: Option<i64>,
     /// Default `compression.type` [default: producer].
     #[arg(long, env = "STRATA_COMPRESSION_TYPE")]
@@ -98,7 +114,11 @@ pub struct SettingsLayer {
     #[arg(long, env = "STRATA_LOG_MESSAGE_TIMESTAMP_TYPE")]
     pub log_message_timestamp_type: Option<String>,
     /// Default `min.insync.replicas` [default: 1].
-    #[arg(long, env = "STRATA_MIN_INSYNC_REPLICAS")]
+    #[arg(
+        long,
+        env = "STRATA_MIN_INSYNC_REPLICAS",
+        allow_negative_numbers = true
+    )]
     pub min_insync_replicas: Option<i32>,
 }
 
