@@ -114,3 +114,96 @@ fn encode(
     response.encode(&mut buf, version).map_err(failed)?;
     Ok(buf.freeze())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::metadata::embedded::EmbeddedStore;
+    use crate::settings::Settings;
+
+    fn broker(dir: &std::path::Path) -> (tokio::runtime::Runtime, Arc<Broker>) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let store = EmbeddedStore::open(&dir.join("metadata.json")).expect("store");
+        let broker = rt
+            .block_on(Broker::open(Settings::for_data_dir(dir), Arc::new(store)))
+            .expect("broker");
+        (rt, broker)
+    }
+
+    fn frame(api: i16, version: i16, body: &[u8]) -> Bytes {
+        let mut f = BytesMut::new();
+        f.extend_from_slice(&api.to_be_bytes());
+        f.extend_from_slice(&version.to_be_bytes());
+        f.extend_from_slice(&7i32.to_be_bytes());
+        f.extend_from_slice(&(-1i16).to_be_bytes()); // null client id
+        f.extend_from_slice(body);
+        f.freeze()
+    }
+
+    #[test]
+    fn unsupported_api_versions_get_the_v0_fallback() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (rt, broker) = broker(dir.path());
+        let response = rt
+            .block_on(dispatch(&broker, frame(18, 99, &[])))
+            .expect("answered")
+            .expect("response");
+        let mut r = response;
+        assert_eq!(r.get_i32(), 7, "correlation id, response header v0");
+        assert_eq!(r.get_i16(), ResponseError::UnsupportedVersion.code());
+        let count = r.get_i32();
+        assert_eq!(count as usize, versions::SUPPORTED.len());
+        assert_eq!(
+            r.remaining(),
+            count as usize * 6,
+            "v0 entries and no throttle field"
+        );
+    }
+
+    #[test]
+    fn unknown_and_unoffered_apis_close_the_connection() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (rt, broker) = broker(dir.path());
+        assert!(matches!(
+            rt.block_on(dispatch(&broker, frame(999, 0, &[]))),
+            Err(ProtocolError::UnknownApiKey(999))
+        ));
+        assert!(matches!(
+            rt.block_on(dispatch(&broker, frame(11, 5, &[]))),
+            Err(ProtocolError::UnsupportedVersion {
+                api: ApiKey::JoinGroup,
+                ..
+            })
+        ));
+        assert!(matches!(
+            rt.block_on(dispatch(&broker, Bytes::from_static(&[0, 1]))),
+            Err(ProtocolError::ShortFrame(2))
+        ));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever bytes follow a valid header of an offered API, dispatch answers or refuses;
+        /// it never panics and never allocates what the bytes claim.
+        #[test]
+        fn random_bodies_never_panic(
+            which in 0..versions::SUPPORTED.len(),
+            version_pick in any::<u16>(),
+            body in proptest::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (rt, broker) = broker(dir.path());
+            let (api, min, max) = versions::SUPPORTED[which];
+            let version = min + (version_pick % (max - min + 1) as u16) as i16;
+            let _ = rt.block_on(dispatch(&broker, frame(api as i16, version, &body)));
+        }
+    }
+}

@@ -23,6 +23,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    // Answers COORDINATOR_NOT_AVAILABLE until consumer groups exist; see its handler for why.
+    (ApiKey::FindCoordinator, 0, 4),
 ];
 
 /// The supported version range of `api`, if it is supported at all.
@@ -68,6 +70,8 @@ mod tests {
             assert!(is_supported(api, version), "{api:?} v{version}");
         }
         assert!(!is_supported(ApiKey::ApiVersions, 4));
+        // librdkafka enables lz4 only for brokers that list FindCoordinator.
+        assert!(is_supported(ApiKey::FindCoordinator, 2));
         assert!(!is_supported(ApiKey::JoinGroup, 0));
     }
 }

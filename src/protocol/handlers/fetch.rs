@@ -22,6 +22,9 @@ use crate::protocol::errors::response_error;
 
 /// Fetch v13 replaced topic names with topic ids.
 const TOPIC_IDS_FROM: i16 = 13;
+/// The most a response carries whatever the client asks for: Kafka's `fetch.max.bytes` default.
+/// It bounds the memory one fetch can make the broker allocate.
+const FETCH_MAX_BYTES: usize = 57_671_680;
 
 struct Target {
     partition_index: i32,
@@ -41,9 +44,9 @@ pub async fn handle(broker: &Broker, version: i16, request: FetchRequest) -> Fet
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
     let min_bytes = request.min_bytes.max(0) as usize;
     let max_bytes = if request.max_bytes > 0 {
-        request.max_bytes as usize
+        (request.max_bytes as usize).min(FETCH_MAX_BYTES)
     } else {
-        usize::MAX
+        FETCH_MAX_BYTES
     };
     let topics = resolve(broker, version, &request);
     let has_partitions = topics.iter().any(|t| !t.partitions.is_empty());
