@@ -11,4 +11,6 @@ pub mod error;
 pub mod metadata;
 pub mod protocol;
 pub mod settings;
+#[cfg(test)]
+mod test_support;
 pub mod topic_config;

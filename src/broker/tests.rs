@@ -1,52 +1,17 @@
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
 use strata_tiering::AppendOptions;
 
 use super::*;
-use crate::metadata::embedded::EmbeddedStore;
+use crate::test_support::open_broker;
 
 async fn open(dir: &std::path::Path) -> Arc<Broker> {
-    let store = EmbeddedStore::open(&dir.join("metadata.json")).expect("store");
-    Broker::open(Settings::for_data_dir(dir), Arc::new(store))
-        .await
-        .expect("broker")
+    open_broker(dir).await
 }
 
 fn batch(values: &[&str]) -> Bytes {
-    let records: Vec<Record> = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32 - 1,
-            timestamp: 1_000,
-            key: None,
-            value: Some(Bytes::from(v.to_string())),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        records.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode");
-    buf.freeze()
+    crate::test_support::batch(values, 1_000)
 }
 
 fn options() -> AppendOptions {

@@ -122,18 +122,14 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::metadata::embedded::EmbeddedStore;
-    use crate::settings::Settings;
+    use crate::test_support::open_broker;
 
     fn broker(dir: &std::path::Path) -> (tokio::runtime::Runtime, Arc<Broker>) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
-        let store = EmbeddedStore::open(&dir.join("metadata.json")).expect("store");
-        let broker = rt
-            .block_on(Broker::open(Settings::for_data_dir(dir), Arc::new(store)))
-            .expect("broker");
+        let broker = rt.block_on(open_broker(dir));
         (rt, broker)
     }
 

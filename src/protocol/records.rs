@@ -72,47 +72,13 @@ pub fn first_record_at_or_after(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use indexmap::IndexMap;
-    use kafka_protocol::records::Record;
+    use crate::test_support::{encode, records};
 
-    fn records(n: i64, ts: i64) -> Vec<Record> {
-        (0..n)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i,
-                // Non-idempotent batches carry base sequence -1; the codec numbers records from it.
-                sequence: i as i32 - 1,
-                timestamp: ts + i * 10,
-                key: Some(Bytes::from(format!("k{i}"))),
-                value: Some(Bytes::from(format!("v{i}"))),
-                headers: IndexMap::new(),
-            })
-            .collect()
-    }
-
-    fn encode(records: &[Record], compression: Compression) -> Bytes {
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            records.iter(),
-            &RecordEncodeOptions {
-                version: 2,
-                compression,
-            },
-        )
-        .expect("encode");
-        buf.freeze()
-    }
+    const VALUES: [&str; 5] = ["v0", "v1", "v2", "v3", "v4"];
 
     #[test]
     fn recompression_changes_the_codec_and_keeps_the_records() {
-        let original = records(5, 1_000);
+        let original = records(&VALUES, 1_000, 10);
         for (from, to) in [
             (Compression::None, Compression::Zstd),
             (Compression::Gzip, Compression::None),
@@ -133,7 +99,7 @@ mod tests {
 
     #[test]
     fn the_first_record_at_a_timestamp_is_found_inside_a_batch() {
-        let batch = encode(&records(5, 1_000), Compression::Lz4);
+        let batch = encode(&records(&VALUES, 1_000, 10), Compression::Lz4);
         assert_eq!(
             first_record_at_or_after(batch.clone(), 1_015, 0).expect("ok"),
             Some((1_020, 2))

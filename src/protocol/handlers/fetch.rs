@@ -183,3 +183,108 @@ fn failed(data: PartitionData, error: &BrokerError) -> PartitionData {
     data.with_error_code(response_error(error).code())
         .with_records(Some(bytes::Bytes::new()))
 }
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::protocol::StrBytes;
+    use strata_tiering::AppendOptions;
+
+    use super::*;
+    use crate::broker::{NewTopic, now_ms};
+    use crate::test_support::{batch, open_broker};
+
+    fn request(topic: &str, id: Uuid, max_bytes: i32, partition_max_bytes: i32) -> FetchRequest {
+        let partitions = (0..2)
+            .map(|p| {
+                FetchPartition::default()
+                    .with_partition(p)
+                    .with_fetch_offset(0)
+                    .with_partition_max_bytes(partition_max_bytes)
+            })
+            .collect();
+        FetchRequest::default()
+            .with_max_bytes(max_bytes)
+            .with_min_bytes(1)
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic(TopicName(StrBytes::from(topic.to_string())))
+                    .with_topic_id(id)
+                    .with_partitions(partitions),
+            ])
+    }
+
+    fn records_len(response: &FetchResponse) -> Vec<usize> {
+        response.responses[0]
+            .partitions
+            .iter()
+            .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+            .collect()
+    }
+
+    /// A broker with a two-partition topic `t` holding ten equal batches per partition; returns
+    /// the topic and the size of one batch.
+    async fn two_partitions_of_ten_batches(dir: &std::path::Path) -> (Arc<Broker>, Uuid, usize) {
+        let broker = open_broker(dir).await;
+        let new = NewTopic {
+            name: "t".into(),
+            partitions: Some(2),
+            ..NewTopic::default()
+        };
+        let topic = broker.create_topic(new).await.expect("create");
+        let options = AppendOptions {
+            now_ms: now_ms(),
+            leader_epoch: 0,
+            log_append_time: false,
+        };
+        let one = batch(&["0123456789"; 5], 1);
+        for p in topic.partitions() {
+            for _ in 0..10 {
+                p.append(one.clone(), options).await.expect("append");
+            }
+        }
+        (broker, topic.id(), one.len())
+    }
+
+    #[tokio::test]
+    async fn topics_resolve_by_name_before_v13_and_by_id_after() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (broker, id, _) = two_partitions_of_ten_batches(dir.path()).await;
+        let by_name = handle(&broker, 12, request("t", Uuid::nil(), 1 << 20, 1 << 20)).await;
+        assert!(records_len(&by_name).iter().all(|n| *n > 0));
+        let by_id = handle(&broker, 13, request("", id, 1 << 20, 1 << 20)).await;
+        assert_eq!(records_len(&by_id), records_len(&by_name));
+        assert_eq!(by_id.responses[0].topic_id, id);
+        let unknown = handle(&broker, 13, request("t", Uuid::new_v4(), 1 << 20, 1 << 20)).await;
+        let code = unknown.responses[0].partitions[0].error_code;
+        assert_eq!(
+            code,
+            kafka_protocol::error::ResponseError::UnknownTopicId.code()
+        );
+    }
+
+    #[tokio::test]
+    async fn response_and_partition_byte_limits_hold() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (broker, _, b) = two_partitions_of_ten_batches(dir.path()).await;
+        // Each partition is cut to whole batches under its own limit.
+        let limited = handle(
+            &broker,
+            12,
+            request("t", Uuid::nil(), 1 << 20, (3 * b + 1) as i32),
+        )
+        .await;
+        assert_eq!(records_len(&limited), vec![3 * b, 3 * b]);
+        // The response limit leaves the second partition what the first did not use.
+        let total = handle(
+            &broker,
+            12,
+            request("t", Uuid::nil(), (4 * b) as i32, 1 << 20),
+        )
+        .await;
+        assert_eq!(records_len(&total), vec![4 * b, 0]);
+        // A first batch larger than every limit still comes back whole (KIP-74).
+        let tiny = handle(&broker, 12, request("t", Uuid::nil(), 1, 1)).await;
+        assert_eq!(records_len(&tiny), vec![b, 0]);
+    }
+}

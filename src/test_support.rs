@@ -1,0 +1,63 @@
+//! Helpers shared by unit tests: a broker in a temporary directory and record batches built with
+//! the `kafka-protocol` codec, as a producer would send them.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+use crate::broker::Broker;
+use crate::metadata::embedded::EmbeddedStore;
+use crate::settings::Settings;
+
+/// Opens a broker with default settings whose data lives in `dir`.
+pub(crate) async fn open_broker(dir: &Path) -> Arc<Broker> {
+    let store = EmbeddedStore::open(&dir.join("metadata.json")).expect("store");
+    Broker::open(Settings::for_data_dir(dir), Arc::new(store))
+        .await
+        .expect("broker")
+}
+
+/// Non-idempotent records with keys `k0, k1, ...`, the given values, and timestamps starting at
+/// `first_timestamp` and growing by `step`.
+pub(crate) fn records(values: &[&str], first_timestamp: i64, step: i64) -> Vec<Record> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // Non-idempotent batches carry base sequence -1; the codec numbers records from it.
+            sequence: i as i32 - 1,
+            timestamp: first_timestamp + i as i64 * step,
+            key: Some(Bytes::from(format!("k{i}"))),
+            value: Some(Bytes::from(v.to_string())),
+            headers: Default::default(),
+        })
+        .collect()
+}
+
+/// Encodes `records` as one batch with `compression`.
+pub(crate) fn encode(records: &[Record], compression: Compression) -> Bytes {
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression,
+    };
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).expect("encode");
+    buf.freeze()
+}
+
+/// One uncompressed batch holding `values`, all stamped `timestamp`.
+pub(crate) fn batch(values: &[&str], timestamp: i64) -> Bytes {
+    encode(&records(values, timestamp, 0), Compression::None)
+}
