@@ -23,6 +23,29 @@ pub struct LogConfig {
     pub flush_ms: i64,
     /// `max.message.bytes`: the largest record batch accepted.
     pub max_message_bytes: usize,
+    /// `remote.storage.enable`: sealed segments are offloaded, and a local segment is deleted only
+    /// once the remote manifest lists it, by the local retention limits.
+    pub remote_storage: bool,
+    /// `local.retention.ms`: with remote storage, how long segments stay on local disk; -2 means
+    /// `retention.ms`.
+    pub local_retention_ms: i64,
+    /// `local.retention.bytes`: with remote storage, how much stays on local disk; -2 means
+    /// `retention.bytes`.
+    pub local_retention_bytes: i64,
+}
+
+impl LogConfig {
+    /// The limits local retention applies: the local ones with remote storage, else the totals.
+    pub fn local_limits(&self) -> (i64, i64) {
+        if !self.remote_storage {
+            return (self.retention_ms, self.retention_bytes);
+        }
+        let resolve = |local: i64, total: i64| if local == -2 { total } else { local };
+        (
+            resolve(self.local_retention_ms, self.retention_ms),
+            resolve(self.local_retention_bytes, self.retention_bytes),
+        )
+    }
 }
 
 impl Default for LogConfig {
@@ -36,6 +59,9 @@ impl Default for LogConfig {
             flush_messages: i64::MAX,
             flush_ms: i64::MAX,
             max_message_bytes: 1_048_588,
+            remote_storage: false,
+            local_retention_ms: -2,
+            local_retention_bytes: -2,
         }
     }
 }

@@ -50,6 +50,32 @@ pub enum LogError {
         /// The log end offset.
         end: i64,
     },
+    /// An object store request failed (after the store's own retries).
+    #[error("object store request for {key} failed: {source}")]
+    ObjectStore {
+        /// The object key.
+        key: String,
+        /// The store's error.
+        source: object_store::Error,
+    },
+    /// A remote object or manifest is not what the manifest promised (missing data, bad CRC,
+    /// unreadable JSON).
+    #[error("remote object {key} is corrupt: {reason}")]
+    CorruptRemote {
+        /// The object key.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Another writer moved the manifest pointer: this one must stop writing the partition.
+    #[error("the manifest of {partition} was moved by another writer")]
+    Fenced {
+        /// The partition, as `topic-id/partition`.
+        partition: String,
+    },
+    /// The metadata store holding manifest pointers failed.
+    #[error("manifest pointer store failed: {0}")]
+    PointerStore(String),
     /// A file of the log could not be read or written.
     #[error("I/O error on {path}: {source}")]
     Io {
@@ -61,6 +87,22 @@ pub enum LogError {
 }
 
 impl LogError {
+    /// Whether retrying the operation may succeed (a transient remote or metadata failure).
+    pub fn is_retriable(&self) -> bool {
+        matches!(
+            self,
+            LogError::ObjectStore { .. } | LogError::PointerStore(_) | LogError::Io { .. }
+        )
+    }
+
+    /// Wraps an object store error with the key it concerned.
+    pub fn object_store(key: impl ToString, source: object_store::Error) -> Self {
+        LogError::ObjectStore {
+            key: key.to_string(),
+            source,
+        }
+    }
+
     /// Wraps an I/O error with the path it happened on.
     pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
         LogError::Io {

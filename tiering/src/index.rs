@@ -63,8 +63,13 @@ impl OffsetIndex {
     /// Loads an index, or `None` when the file is missing or not a valid index for a segment of
     /// `segment_size` bytes.
     pub fn load(path: &Path, segment_size: u64) -> Option<Self> {
-        let bytes = fs::read(path).ok()?;
-        if bytes.len() % OFFSET_ENTRY != 0 {
+        Self::from_bytes(&fs::read(path).ok()?, segment_size)
+    }
+
+    /// Parses an index in Kafka's format, or `None` when it is not a valid index for a segment of
+    /// `segment_size` bytes.
+    pub fn from_bytes(bytes: &[u8], segment_size: u64) -> Option<Self> {
+        if !bytes.len().is_multiple_of(OFFSET_ENTRY) {
             return None;
         }
         let mut index = OffsetIndex::default();
@@ -128,8 +133,12 @@ impl TimeIndex {
 
     /// Loads a time index, or `None` when the file is missing or malformed.
     pub fn load(path: &Path) -> Option<Self> {
-        let bytes = fs::read(path).ok()?;
-        if bytes.len() % TIME_ENTRY != 0 {
+        Self::from_bytes(&fs::read(path).ok()?)
+    }
+
+    /// Parses a time index in Kafka's format, or `None` when it is malformed.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        if !bytes.len().is_multiple_of(TIME_ENTRY) {
             return None;
         }
         let mut index = TimeIndex::default();

@@ -14,9 +14,10 @@ pub mod error;
 pub mod index;
 pub mod log;
 pub mod producer_state;
+pub mod remote;
 pub mod retention;
 pub mod segment;
 
 pub use config::LogConfig;
 pub use error::{LogError, Result};
-pub use log::{AppendOptions, AppendOutcome, PartitionLog};
+pub use log::{AppendOptions, AppendOutcome, PartitionLog, SealedSegment};

@@ -57,6 +57,27 @@ pub struct AppendOutcome {
     pub log_start_offset: i64,
 }
 
+/// A sealed local segment and its files, as the uploader needs them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedSegment {
+    /// First offset.
+    pub base_offset: i64,
+    /// Offset after the last record.
+    pub next_offset: i64,
+    /// Bytes of record batches.
+    pub size: u64,
+    /// Timestamp of the first batch.
+    pub first_timestamp: i64,
+    /// Largest record timestamp.
+    pub max_timestamp: i64,
+    /// The `.log` file.
+    pub log_path: PathBuf,
+    /// The `.index` file.
+    pub offset_index_path: PathBuf,
+    /// The `.timeindex` file.
+    pub time_index_path: PathBuf,
+}
+
 /// The local log of one partition. All methods take `&self`; appends are serialised internally and
 /// reads copy data outside the lock.
 #[derive(Debug)]
@@ -73,6 +94,8 @@ struct LogState {
     producers: ProducerStateTable,
     unflushed_messages: i64,
     last_flush_ms: i64,
+    /// Offsets below this are durable in the remote tier (the published manifest's end).
+    remote_end_offset: Option<i64>,
 }
 
 impl LogState {
@@ -110,6 +133,12 @@ impl LogState {
 impl PartitionLog {
     /// Opens the log in `dir`, creating it if needed and recovering it after an unclean shutdown.
     pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Self> {
+        Self::open_at(dir, config, 0, now_ms)
+    }
+
+    /// Opens the log like [`PartitionLog::open`]; a log with no segments starts at `start_offset`
+    /// (where the remote tier ends, for a broker whose local copy is gone).
+    pub fn open_at(dir: &Path, config: LogConfig, start_offset: i64, now_ms: i64) -> Result<Self> {
         fs::create_dir_all(dir).map_err(|e| LogError::io(dir, e))?;
         let marker = dir.join(CLEAN_SHUTDOWN);
         let clean = marker.exists();
@@ -138,7 +167,10 @@ impl PartitionLog {
             segments.insert(base, segment);
         }
         let stored_start = read_log_start(dir)?;
-        let first_base = bases.first().copied().unwrap_or(stored_start.unwrap_or(0));
+        let first_base = bases
+            .first()
+            .copied()
+            .unwrap_or(stored_start.unwrap_or(0).max(start_offset));
         let log_start_offset = stored_start.unwrap_or(first_base).max(first_base);
         if segments.is_empty() {
             let segment =
@@ -152,6 +184,7 @@ impl PartitionLog {
             producers: ProducerStateTable::default(),
             unflushed_messages: 0,
             last_flush_ms: now_ms,
+            remote_end_offset: None,
         };
         state.producers = rebuild_producer_state(dir, &state)?;
         if clean {
@@ -410,6 +443,7 @@ impl PartitionLog {
             &state.summaries(),
             &state.config,
             state.log_start_offset,
+            state.remote_end_offset,
             now_ms,
         );
         for base in &doomed {
@@ -434,6 +468,37 @@ impl PartitionLog {
             }
         }
         Ok(doomed.len())
+    }
+
+    /// Records that offsets below `offset` are durable in the remote tier, which lets local
+    /// retention delete the segments that end there.
+    pub fn set_remote_end_offset(&self, offset: i64) {
+        let mut state = self.lock();
+        state.remote_end_offset = Some(state.remote_end_offset.map_or(offset, |o| o.max(offset)));
+    }
+
+    /// Every sealed segment (all but the active one), oldest first, for offload.
+    pub fn sealed_segments(&self) -> Result<Vec<SealedSegment>> {
+        let state = self.lock();
+        let count = state.segments.len().saturating_sub(1);
+        state
+            .segments
+            .values()
+            .take(count)
+            .map(|s| {
+                let stem = self.dir.join(crate::segment::file_stem(s.base_offset()));
+                Ok(SealedSegment {
+                    base_offset: s.base_offset(),
+                    next_offset: s.next_offset(),
+                    size: s.size(),
+                    first_timestamp: s.first_timestamp()?,
+                    max_timestamp: s.max_timestamp(),
+                    log_path: stem.with_extension("log"),
+                    offset_index_path: stem.with_extension("index"),
+                    time_index_path: stem.with_extension("timeindex"),
+                })
+            })
+            .collect()
     }
 
     /// Fsyncs the active segment if `flush.ms` has passed since the last flush.

@@ -16,29 +16,36 @@ pub struct SegmentSummary {
     pub max_timestamp: i64,
 }
 
-/// Base offsets of the oldest segments to delete. `segments` are in offset order and the last one
-/// is the active segment, which is never deleted. A segment goes when it lies wholly below
-/// `log_start_offset`, when its newest record is older than `retention.ms`, or while the log is
-/// larger than `retention.bytes` without it. Deletion is always a prefix, so the log stays
+/// Base offsets of the oldest local segments to delete. `segments` are in offset order and the
+/// last one is the active segment, which is never deleted. A segment goes when it lies wholly below
+/// `log_start_offset`, when its newest record is older than the time limit, or while the log is
+/// larger than the size limit without it. The limits are `retention.ms` / `retention.bytes`, or,
+/// with remote storage, the local ones, and then only segments the remote manifest already lists
+/// (ending at or below `remote_end_offset`) may go. Deletion is always a prefix, so the log stays
 /// contiguous.
 pub fn plan_retention(
     segments: &[SegmentSummary],
     config: &LogConfig,
     log_start_offset: i64,
+    remote_end_offset: Option<i64>,
     now_ms: i64,
 ) -> Vec<i64> {
     let Some((_active, sealed)) = segments.split_last() else {
         return Vec::new();
     };
+    let (retention_ms, retention_bytes) = config.local_limits();
     let mut remaining: u64 = segments.iter().map(|s| s.size).sum();
     let mut doomed = Vec::new();
     for s in sealed {
+        if config.remote_storage && remote_end_offset.is_none_or(|end| s.next_offset > end) {
+            break;
+        }
         let below_start = s.next_offset <= log_start_offset;
-        let expired = config.retention_ms >= 0
+        let expired = retention_ms >= 0
             && s.max_timestamp >= 0
-            && now_ms.saturating_sub(s.max_timestamp) > config.retention_ms;
-        let oversize = config.retention_bytes >= 0
-            && remaining.saturating_sub(s.size) >= config.retention_bytes as u64;
+            && now_ms.saturating_sub(s.max_timestamp) > retention_ms;
+        let oversize =
+            retention_bytes >= 0 && remaining.saturating_sub(s.size) >= retention_bytes as u64;
         if !(below_start || expired || oversize) {
             break;
         }
@@ -92,7 +99,7 @@ mod tests {
         ];
         for &(ms, bytes, start, now, expected) in cases {
             assert_eq!(
-                plan_retention(&log, &config(ms, bytes), start, now),
+                plan_retention(&log, &config(ms, bytes), start, None, now),
                 expected,
                 "retention.ms={ms} retention.bytes={bytes} start={start} now={now}"
             );
@@ -107,11 +114,45 @@ mod tests {
             seg(10, 20, 1, 1_000),
             seg(20, 30, 1, 9_000),
         ];
-        assert!(plan_retention(&log, &config(5_000, -1), 0, 10_000).is_empty());
+        assert!(plan_retention(&log, &config(5_000, -1), 0, None, 10_000).is_empty());
+    }
+
+    #[test]
+    fn with_remote_storage_only_offloaded_segments_go_by_the_local_limits() {
+        let log = [
+            seg(0, 10, 100, 1_000),
+            seg(10, 20, 100, 2_000),
+            seg(20, 30, 100, 3_000),
+        ];
+        let tiered = |local_ms, local_bytes| LogConfig {
+            remote_storage: true,
+            local_retention_ms: local_ms,
+            local_retention_bytes: local_bytes,
+            retention_ms: -1,
+            retention_bytes: -1,
+            ..LogConfig::default()
+        };
+        // Nothing offloaded yet: nothing goes, however small the local limit.
+        assert!(plan_retention(&log, &tiered(-2, 0), 0, None, 0).is_empty());
+        assert!(plan_retention(&log, &tiered(0, 0), 0, Some(5), 0).is_empty());
+        // Offloaded up to 10: only the first segment may go, and only past a local limit.
+        assert_eq!(
+            plan_retention(&log, &tiered(-1, 0), 0, Some(10), 0),
+            vec![0]
+        );
+        assert!(plan_retention(&log, &tiered(-1, -1), 0, Some(30), 0).is_empty());
+        assert_eq!(
+            plan_retention(&log, &tiered(500, -1), 0, Some(30), 2_000),
+            vec![0]
+        );
+        // -2 falls back to the totals.
+        let mut fallback = tiered(-2, -2);
+        fallback.retention_bytes = 100;
+        assert_eq!(plan_retention(&log, &fallback, 0, Some(30), 0), vec![0, 10]);
     }
 
     #[test]
     fn an_empty_log_plans_nothing() {
-        assert!(plan_retention(&[], &config(0, 0), 0, 0).is_empty());
+        assert!(plan_retention(&[], &config(0, 0), 0, None, 0).is_empty());
     }
 }

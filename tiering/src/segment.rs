@@ -362,6 +362,18 @@ impl Segment {
         fs::remove_file(&self.log_path).map_err(|e| LogError::io(&self.log_path, e))
     }
 
+    /// Base timestamp of the first batch, or -1 when empty.
+    pub fn first_timestamp(&self) -> Result<i64> {
+        if self.size < HEADER_SIZE as u64 {
+            return Ok(-1);
+        }
+        let mut head = [0u8; HEADER_SIZE];
+        self.file
+            .read_exact_at(&mut head, 0)
+            .map_err(|e| LogError::io(&self.log_path, e))?;
+        Ok(BatchHeader::parse(&head)?.base_timestamp)
+    }
+
     /// Offset of the first batch (the file name).
     pub fn base_offset(&self) -> i64 {
         self.base_offset

@@ -1,0 +1,56 @@
+//! The remote tier: sealed segments offloaded to object storage, a per-partition manifest, and
+//! reads back through a chunk cache.
+//!
+//! # Objects
+//! All key naming lives in [`paths`]. Per partition, under a hash-spread prefix:
+//! - `segments/<base offset>-<epoch>-<upload id>.seg` — one object per sealed segment: the `.log`
+//!   bytes, then the offset index, then the time index (sizes recorded in the manifest, so a reader
+//!   fetches only the range it needs). The upload id is fresh for every attempt, so a retried or
+//!   crashed upload never overwrites an object a manifest may list.
+//! - `manifests/<version>.json` — manifest versions, each written once and never overwritten.
+//!
+//! The metadata store holds only a pointer per partition, `{version, key}` of the current
+//! manifest, updated with compare-and-set (see [`ManifestPointers`]). Its size per partition is
+//! constant (about 150 bytes) however much history the bucket holds.
+//!
+//! # Offload protocol: what is written in which order
+//! 1. A segment is sealed locally: data fsynced, indexes written (`log.rs`).
+//! 2. The uploader PUTs the segment object (multipart above the part size) under a fresh key.
+//! 3. It PUTs manifest version `n + 1`, which lists every segment of version `n` plus the new one.
+//! 4. It moves the pointer from `n` to `n + 1` with compare-and-set. A failed compare means another
+//!    writer (a newer leader) moved it: this uploader stops; its objects are unreferenced.
+//! 5. Only now may local retention delete the local copy: a local segment is deletable only when
+//!    the durable manifest lists offsets up to its end (`remote_end_offset`).
+//!
+//! # What a crash leaves behind, and who cleans it up
+//! - Crash during or after 2, before 4: a segment object no manifest lists. The local segment is
+//!   still there and is uploaded again under a new key. The unreferenced object is removed by the
+//!   sweep of the compaction service after a grace period (never an object a manifest lists).
+//! - Crash after 3, before 4: an unreferenced manifest object; same sweep.
+//! - Crash after 4: nothing to clean; the next uploader continues from the pointer's manifest, so
+//!   there are no duplicates and no gaps (it uploads the first local segment at or past the
+//!   manifest's end offset).
+//! - Object store down or throttling: steps 2–4 are retried with exponential backoff and jitter;
+//!   local segments stay until uploaded; produce is never blocked by the remote tier.
+//!
+//! # Reads
+//! An offset below the local log start but at or above the remote log start is read remotely:
+//! the manifest gives the segment, the segment's offset index (fetched once, cached) gives the
+//! byte position, and whole batches are read from fixed-size chunks fetched with ranged GETs
+//! through a `foyer` hybrid (memory + disk) cache. Every batch read remotely is checked against
+//! its CRC before it is served. After each read the next chunks are prefetched, continuing into
+//! the next segment. Readers never LIST the bucket: the manifest names every object.
+
+pub mod cache;
+pub mod manifest;
+pub mod metrics;
+pub mod partition;
+pub mod paths;
+pub mod pointer;
+pub mod reader;
+pub mod store;
+pub mod uploader;
+
+pub use manifest::{Manifest, RemoteSegment};
+pub use partition::{RemotePartition, RemoteTier};
+pub use pointer::{ManifestPointer, ManifestPointers};

@@ -1,0 +1,347 @@
+//! The remote side of one partition: its published manifest, offload of sealed local segments,
+//! reads, and moving its start (DeleteRecords, retention across tiers). The protocol is in the
+//! module doc of `remote`.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use rand::Rng;
+use tokio::sync::RwLock;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::manifest::{Manifest, RemoteSegment};
+use super::paths::PartitionPaths;
+use super::pointer::{ManifestPointer, ManifestPointers};
+use super::reader::RemoteReader;
+use super::uploader::Uploader;
+use crate::config::LogConfig;
+use crate::error::{LogError, Result};
+use crate::log::PartitionLog;
+use crate::remote::metrics::PartitionLabels;
+
+/// What every remote partition of a broker shares.
+#[derive(Debug)]
+pub struct RemoteTier {
+    /// The instrumented object store.
+    pub store: Arc<dyn ObjectStore>,
+    /// Key prefix inside the store.
+    pub prefix: String,
+    /// Where manifest pointers live.
+    pub pointers: Arc<dyn ManifestPointers>,
+    /// Reads through the chunk cache.
+    pub reader: Arc<RemoteReader>,
+    /// Uploads segments.
+    pub uploader: Uploader,
+}
+
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+const LONGEST_RETRY: Duration = Duration::from_secs(30);
+
+#[derive(Debug)]
+struct Published {
+    manifest: Arc<Manifest>,
+    pointer: Option<ManifestPointer>,
+}
+
+#[derive(Debug)]
+struct Backoff {
+    failures: u32,
+    next_attempt: Instant,
+}
+
+/// The remote side of one partition.
+#[derive(Debug)]
+pub struct RemotePartition {
+    tier: Arc<RemoteTier>,
+    topic_id: Uuid,
+    partition: i32,
+    paths: PartitionPaths,
+    published: RwLock<Published>,
+    /// One offload or manifest change at a time.
+    writer: tokio::sync::Mutex<()>,
+    backoff: Mutex<Backoff>,
+}
+
+impl RemotePartition {
+    /// Loads the partition's published manifest (none yet is an empty manifest).
+    pub async fn open(tier: Arc<RemoteTier>, topic_id: Uuid, partition: i32) -> Result<Self> {
+        let paths = PartitionPaths::new(&tier.prefix, topic_id, partition);
+        let pointer = tier.pointers.get(topic_id, partition).await?;
+        let manifest = match &pointer {
+            None => Manifest::empty(topic_id, partition),
+            Some(p) => {
+                let key = Path::from(p.key.as_str());
+                let bytes = tier
+                    .store
+                    .get(&key)
+                    .await
+                    .map_err(|e| LogError::object_store(&key, e))?
+                    .bytes()
+                    .await;
+                let bytes = bytes.map_err(|e| LogError::object_store(&key, e))?;
+                Manifest::decode(&p.key, &bytes)?
+            }
+        };
+        Ok(RemotePartition {
+            tier,
+            topic_id,
+            partition,
+            paths,
+            published: RwLock::new(Published {
+                manifest: Arc::new(manifest),
+                pointer,
+            }),
+            writer: tokio::sync::Mutex::new(()),
+            backoff: Mutex::new(Backoff {
+                failures: 0,
+                next_attempt: Instant::now(),
+            }),
+        })
+    }
+
+    fn label(&self) -> PartitionLabels {
+        PartitionLabels {
+            partition: format!("{}/{}", self.topic_id.simple(), self.partition),
+        }
+    }
+
+    /// The published manifest.
+    pub async fn manifest(&self) -> Arc<Manifest> {
+        Arc::clone(&self.published.read().await.manifest)
+    }
+
+    /// Uploads every sealed local segment past the manifest's end, publishing a manifest after
+    /// each, unless a previous failure's backoff has not passed. Returns how many were uploaded.
+    pub async fn offload(&self, log: &PartitionLog, leader_epoch: i32) -> Result<usize> {
+        if Instant::now()
+            < self
+                .backoff
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .next_attempt
+        {
+            return Ok(0);
+        }
+        let _writer = self.writer.lock().await;
+        let result = self.offload_pending(log, leader_epoch).await;
+        let mut backoff = self.backoff.lock().unwrap_or_else(PoisonError::into_inner);
+        match &result {
+            Ok(_) => backoff.failures = 0,
+            Err(e) if e.is_retriable() => {
+                backoff.failures += 1;
+                let exp = FIRST_RETRY
+                    .saturating_mul(1 << backoff.failures.min(8))
+                    .min(LONGEST_RETRY);
+                let jitter = rand::rng().random_range(0.5..1.0);
+                backoff.next_attempt = Instant::now() + exp.mul_f64(jitter);
+                self.tier.uploader.metrics.upload_failures.inc();
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn offload_pending(&self, log: &PartitionLog, leader_epoch: i32) -> Result<usize> {
+        let sealed = log.sealed_segments()?;
+        let manifest = self.manifest().await;
+        if let Some(end) = manifest.end_offset() {
+            log.set_remote_end_offset(end);
+        }
+        let end = manifest.end_offset().unwrap_or(i64::MIN);
+        let pending: Vec<_> = sealed
+            .into_iter()
+            .filter(|s| s.base_offset >= end && s.next_offset > s.base_offset)
+            .collect();
+        let metrics = &self.tier.uploader.metrics;
+        let label = self.label();
+        metrics
+            .local_bytes
+            .get_or_create(&label)
+            .set(log.size_bytes() as i64);
+        let mut lag_bytes: i64 = pending.iter().map(|s| s.size as i64).sum();
+        let mut lag_segments = pending.len() as i64;
+        metrics
+            .upload_lag_bytes
+            .get_or_create(&label)
+            .set(lag_bytes);
+        metrics
+            .upload_lag_segments
+            .get_or_create(&label)
+            .set(lag_segments);
+        let mut uploaded = 0;
+        for segment in pending {
+            let key = self.paths.new_segment(segment.base_offset, leader_epoch);
+            let remote = self
+                .tier
+                .uploader
+                .upload(&segment, &key, leader_epoch)
+                .await?;
+            self.publish(|m| m.with_segment(remote.clone())).await?;
+            log.set_remote_end_offset(segment.next_offset);
+            uploaded += 1;
+            lag_bytes -= segment.size as i64;
+            lag_segments -= 1;
+            metrics
+                .upload_lag_bytes
+                .get_or_create(&label)
+                .set(lag_bytes);
+            metrics
+                .upload_lag_segments
+                .get_or_create(&label)
+                .set(lag_segments);
+        }
+        Ok(uploaded)
+    }
+
+    /// Writes the manifest `change` makes of the published one, then moves the pointer to it.
+    async fn publish(
+        &self,
+        change: impl FnOnce(&Manifest) -> Result<Manifest>,
+    ) -> Result<Arc<Manifest>> {
+        let mut published = self.published.write().await;
+        let next = change(&published.manifest)?;
+        let key = self.paths.manifest(next.version);
+        self.tier
+            .store
+            .put(&key, PutPayload::from(next.encode()))
+            .await
+            .map_err(|e| LogError::object_store(&key, e))?;
+        let pointer = ManifestPointer {
+            version: next.version,
+            key: key.to_string(),
+        };
+        if !self
+            .tier
+            .pointers
+            .swap(
+                self.topic_id,
+                self.partition,
+                published.pointer.as_ref(),
+                &pointer,
+            )
+            .await?
+        {
+            return Err(LogError::Fenced {
+                partition: format!("{}/{}", self.topic_id, self.partition),
+            });
+        }
+        published.manifest = Arc::new(next);
+        published.pointer = Some(pointer);
+        Ok(Arc::clone(&published.manifest))
+    }
+
+    /// Reads from the remote tier (see [`RemoteReader::read`]).
+    pub async fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<Bytes> {
+        let manifest = self.manifest().await;
+        self.tier
+            .reader
+            .read(&manifest, offset, max_bytes, min_one)
+            .await
+    }
+
+    /// The first remote batch reaching `timestamp` at or above `min_offset`.
+    pub async fn batch_at_timestamp(
+        &self,
+        timestamp: i64,
+        min_offset: i64,
+    ) -> Result<Option<Bytes>> {
+        let manifest = self.manifest().await;
+        self.tier
+            .reader
+            .batch_at_timestamp(&manifest, timestamp, min_offset)
+            .await
+    }
+
+    /// Moves the remote log start to `offset`: publishes the manifest without the segments below
+    /// it, then deletes their objects (a crash in between leaves unreferenced objects for the
+    /// sweep).
+    pub async fn move_start(&self, offset: i64) -> Result<()> {
+        let _writer = self.writer.lock().await;
+        let current = self.manifest().await;
+        if current.segments.is_empty() || current.start_offset().is_some_and(|s| s >= offset) {
+            return Ok(());
+        }
+        let mut dropped = Vec::new();
+        self.publish(|m| {
+            let (next, gone) = m.with_log_start(offset);
+            dropped = gone;
+            Ok(next)
+        })
+        .await?;
+        self.delete_objects(&dropped).await;
+        Ok(())
+    }
+
+    async fn delete_objects(&self, segments: &[RemoteSegment]) {
+        for segment in segments {
+            let key = Path::from(segment.key.as_str());
+            if let Err(e) = self.tier.store.delete(&key).await {
+                tracing::warn!(key = %key, error = %e, "deleting an expired remote segment failed; the sweep will retry");
+            }
+        }
+    }
+
+    /// Applies `retention.ms` / `retention.bytes` across both tiers to the remote segments:
+    /// `local_only_bytes` is what the local log holds beyond the manifest. Returns the new remote
+    /// start when it moved, so the local log can follow.
+    pub async fn apply_retention(
+        &self,
+        config: &LogConfig,
+        local_only_bytes: u64,
+        now_ms: i64,
+    ) -> Result<Option<i64>> {
+        let manifest = self.manifest().await;
+        let mut total = manifest.log_bytes() + local_only_bytes;
+        let mut new_start = None;
+        for segment in &manifest.segments {
+            let expired = config.retention_ms >= 0
+                && now_ms.saturating_sub(segment.max_timestamp) > config.retention_ms;
+            let oversize = config.retention_bytes >= 0
+                && total.saturating_sub(segment.log_bytes) >= config.retention_bytes as u64;
+            if !(expired || oversize) {
+                break;
+            }
+            total -= segment.log_bytes;
+            new_start = Some(segment.next_offset);
+        }
+        match new_start {
+            Some(start) => {
+                self.move_start(start).await?;
+                tracing::info!(partition = %self.label().partition, log_start_offset = start, "remote retention moved the log start");
+                Ok(Some(start))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Deletes every object of the partition and its pointer-visible manifest (topic deletion).
+    /// Lists the partition's prefix: an admin path, never a read or write path.
+    pub async fn delete_all(&self) -> Result<()> {
+        use futures::TryStreamExt;
+        let _writer = self.writer.lock().await;
+        let root = self.paths.root();
+        let keys: Vec<Path> = self
+            .tier
+            .store
+            .list(Some(&root))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await
+            .map_err(|e| LogError::object_store(&root, e))?;
+        for key in keys {
+            self.tier
+                .store
+                .delete(&key)
+                .await
+                .map_err(|e| LogError::object_store(&key, e))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

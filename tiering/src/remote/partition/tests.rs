@@ -1,0 +1,321 @@
+use std::sync::atomic::Ordering;
+
+use futures::TryStreamExt;
+use object_store::memory::InMemory;
+
+use super::*;
+use crate::batch::tests::{TestBatch, build_batch};
+use crate::batch::{BatchHeader, split_batches, validate_batch};
+use crate::log::AppendOptions;
+use crate::remote::cache::{CacheSettings, ChunkCache};
+use crate::remote::metrics::TieringMetrics;
+use crate::remote::pointer::MemoryPointers;
+use crate::remote::store::{FailSwitch, HookedStore};
+use crate::remote::uploader::RateLimiter;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    raw: Arc<InMemory>,
+    switch: Arc<FailSwitch>,
+    pointers: Arc<MemoryPointers>,
+    topic: Uuid,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        Fixture {
+            dir: tempfile::tempdir().expect("tempdir"),
+            raw: Arc::new(InMemory::new()),
+            switch: Arc::new(FailSwitch::default()),
+            pointers: Arc::new(MemoryPointers::default()),
+            topic: Uuid::new_v4(),
+        }
+    }
+
+    /// A fresh tier (new, empty cache) over the same bucket and pointers.
+    async fn tier(&self, cache_dir: &str) -> Arc<RemoteTier> {
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(HookedStore::new(self.raw.clone(), Arc::clone(&self.switch)));
+        let metrics = TieringMetrics::default();
+        let settings = CacheSettings {
+            memory_bytes: 1 << 20,
+            disk_bytes: 32 << 20,
+            disk_dir: self.dir.path().join(cache_dir),
+            chunk_bytes: 4096,
+        };
+        let cache = Arc::new(
+            ChunkCache::open(&settings, Arc::clone(&store), metrics.clone())
+                .await
+                .expect("cache"),
+        );
+        Arc::new(RemoteTier {
+            store: Arc::clone(&store),
+            prefix: "test".into(),
+            pointers: self.pointers.clone(),
+            reader: Arc::new(RemoteReader::new(cache, 2, metrics.clone())),
+            uploader: Uploader {
+                store,
+                part_bytes: 8 * 1024,
+                limiter: RateLimiter::new(0),
+                metrics,
+            },
+        })
+    }
+
+    fn log(&self, name: &str, start: i64) -> PartitionLog {
+        PartitionLog::open_at(&self.dir.path().join(name), config(), start, 0).expect("log")
+    }
+
+    async fn object_count(&self) -> usize {
+        let all: Vec<_> = self.raw.list(None).try_collect().await.expect("list");
+        all.iter()
+            .filter(|m| m.location.as_ref().ends_with(".seg"))
+            .count()
+    }
+}
+
+fn config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 3_000,
+        index_interval_bytes: 500,
+        remote_storage: true,
+        local_retention_bytes: 0,
+        retention_ms: -1,
+        ..LogConfig::default()
+    }
+}
+
+fn fill(log: &PartitionLog, batches: i64) -> Vec<Vec<u8>> {
+    let options = AppendOptions {
+        now_ms: 0,
+        leader_epoch: 0,
+        log_append_time: false,
+    };
+    (0..batches)
+        .map(|i| {
+            let payload = 100 + (i as usize * 37) % 900; // some segments exceed one part
+            let batch = build_batch(TestBatch {
+                records: 2,
+                timestamp: i * 1_000,
+                payload,
+                ..TestBatch::default()
+            });
+            log.append(&batch, options).expect("append");
+            batch[16..].to_vec() // what follows the offset, length and epoch the log stamps
+        })
+        .collect()
+}
+
+/// Reads every batch from `from` through the remote tier, returning the batches' bytes after
+/// their offset, length and leader epoch.
+async fn read_remote(remote: &RemotePartition, from: i64, end: i64) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut offset = from;
+    while offset < end {
+        let bytes = remote.read(offset, 5_000, true).await.expect("remote read");
+        assert!(!bytes.is_empty(), "no progress at {offset}");
+        for range in split_batches(&bytes).expect("whole") {
+            let header = validate_batch(&bytes[range.clone()]).expect("valid");
+            if header.last_offset() >= offset {
+                offset = header.next_offset();
+                out.push(bytes[range.start + 16..range.end].to_vec());
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn offloaded_segments_read_back_identically_and_only_then_leave_local_disk() {
+    let f = Fixture::new();
+    let log = f.log("p0", 0);
+    let original = fill(&log, 60);
+    assert_eq!(
+        log.apply_retention(0).expect("retention"),
+        0,
+        "nothing is offloaded yet"
+    );
+    let remote = RemotePartition::open(f.tier("c1").await, f.topic, 0)
+        .await
+        .expect("open");
+    let sealed = log.sealed_segments().expect("sealed");
+    assert_eq!(
+        remote.offload(&log, 0).await.expect("offload"),
+        sealed.len()
+    );
+    let manifest = remote.manifest().await;
+    assert_eq!(manifest.end_offset(), sealed.last().map(|s| s.next_offset));
+    assert_eq!(f.object_count().await, sealed.len());
+    assert!(sealed.iter().any(|s| s.size > 8 * 1024) || sealed.len() > 1);
+
+    // Local retention may now delete everything offloaded.
+    assert_eq!(log.apply_retention(0).expect("retention"), sealed.len());
+    assert_eq!(Some(log.log_start_offset()), manifest.end_offset());
+
+    let end = manifest.end_offset().expect("end");
+    let from_bucket = read_remote(&remote, 0, end).await;
+    assert!(
+        from_bucket[..] == original[..from_bucket.len()],
+        "remote batches differ from what was produced"
+    );
+    // A second pass is served by the cache, byte for byte the same.
+    assert_eq!(read_remote(&remote, 0, end).await, from_bucket);
+    // Reading from the middle of a batch returns that batch.
+    let mid = remote.read(11, 100, true).await.expect("read");
+    let header = BatchHeader::parse(&mid).expect("header");
+    assert!(header.base_offset <= 11 && 11 <= header.last_offset());
+    // Timestamps resolve remotely too (batch i holds offsets 2i, 2i+1 at time 1000 i).
+    let at = remote
+        .batch_at_timestamp(7_500, 0)
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(BatchHeader::parse(&at).expect("header").base_offset, 16);
+
+    // Another broker with an empty disk sees the same manifest and continues the offsets.
+    let again = RemotePartition::open(f.tier("c2").await, f.topic, 0)
+        .await
+        .expect("reopen");
+    assert_eq!(again.manifest().await, manifest);
+    let fresh = f.log("p0-fresh", end);
+    assert_eq!(fresh.log_end_offset(), end);
+    assert_eq!(read_remote(&again, 0, end).await, from_bucket);
+}
+
+#[tokio::test]
+async fn a_store_outage_delays_offload_without_losing_or_duplicating() {
+    let f = Fixture::new();
+    let log = f.log("p0", 0);
+    fill(&log, 30);
+    let remote = RemotePartition::open(f.tier("c").await, f.topic, 0)
+        .await
+        .expect("open");
+    f.switch.failing.store(true, Ordering::SeqCst);
+    let err = remote.offload(&log, 0).await.expect_err("store is down");
+    assert!(err.is_retriable(), "{err}");
+    assert_eq!(
+        log.apply_retention(0).expect("retention"),
+        0,
+        "local segments stay while uploads fail"
+    );
+    fill(&log, 30);
+    assert_eq!(
+        remote.offload(&log, 0).await.expect("backing off"),
+        0,
+        "retries wait for the backoff"
+    );
+    f.switch.failing.store(false, Ordering::SeqCst);
+    tokio::time::sleep(LONGEST_RETRY.min(Duration::from_millis(1_100))).await;
+    let sealed = log.sealed_segments().expect("sealed");
+    assert_eq!(
+        remote.offload(&log, 0).await.expect("caught up"),
+        sealed.len()
+    );
+    let manifest = remote.manifest().await;
+    for pair in manifest.segments.windows(2) {
+        assert_eq!(
+            pair[0].next_offset, pair[1].base_offset,
+            "no gap, no overlap"
+        );
+    }
+    assert_eq!(manifest.segments.first().map(|s| s.base_offset), Some(0));
+    assert_eq!(
+        remote.offload(&log, 0).await.expect("idle"),
+        0,
+        "nothing uploaded twice"
+    );
+}
+
+#[tokio::test]
+async fn a_stale_writer_is_fenced() {
+    let f = Fixture::new();
+    let log = f.log("p0", 0);
+    fill(&log, 30);
+    let stale = RemotePartition::open(f.tier("c1").await, f.topic, 0)
+        .await
+        .expect("open");
+    let current = RemotePartition::open(f.tier("c2").await, f.topic, 0)
+        .await
+        .expect("open");
+    current.offload(&log, 1).await.expect("offload");
+    fill(&log, 30);
+    let err = stale.offload(&log, 0).await.expect_err("fenced");
+    assert!(matches!(err, LogError::Fenced { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn corrupt_or_missing_objects_are_errors_not_data() {
+    let f = Fixture::new();
+    let log = f.log("p0", 0);
+    fill(&log, 30);
+    let remote = RemotePartition::open(f.tier("c1").await, f.topic, 0)
+        .await
+        .expect("open");
+    remote.offload(&log, 0).await.expect("offload");
+    let first = remote.manifest().await.segments[0].clone();
+    let key = Path::from(first.key.as_str());
+    let mut bytes = f
+        .raw
+        .get(&key)
+        .await
+        .expect("get")
+        .bytes()
+        .await
+        .expect("bytes")
+        .to_vec();
+    bytes[100] ^= 0xff;
+    f.raw
+        .put(&key, PutPayload::from(bytes))
+        .await
+        .expect("corrupt it");
+    let fresh = RemotePartition::open(f.tier("c2").await, f.topic, 0)
+        .await
+        .expect("open");
+    let err = fresh.read(0, 10_000, true).await.expect_err("CRC");
+    assert!(matches!(err, LogError::CorruptRemote { .. }), "{err}");
+    f.raw.delete(&key).await.expect("delete");
+    let gone = RemotePartition::open(f.tier("c3").await, f.topic, 0)
+        .await
+        .expect("open");
+    assert!(gone.read(0, 10_000, true).await.is_err());
+}
+
+#[tokio::test]
+async fn retention_across_tiers_drops_remote_segments_and_their_objects() {
+    let f = Fixture::new();
+    let log = f.log("p0", 0);
+    fill(&log, 60);
+    let remote = RemotePartition::open(f.tier("c").await, f.topic, 0)
+        .await
+        .expect("open");
+    remote.offload(&log, 0).await.expect("offload");
+    let before = f.object_count().await;
+    let total = remote.manifest().await.log_bytes();
+    let keep = LogConfig {
+        retention_bytes: (total / 2) as i64,
+        ..config()
+    };
+    let start = remote
+        .apply_retention(&keep, 0, 0)
+        .await
+        .expect("retention")
+        .expect("moved");
+    let manifest = remote.manifest().await;
+    assert_eq!(manifest.start_offset(), Some(start));
+    assert!(manifest.log_bytes() >= total / 2 && manifest.log_bytes() < total);
+    assert_eq!(
+        f.object_count().await,
+        before - (before - manifest.segments.len())
+    );
+    assert!(f.object_count().await < before);
+    let expired = LogConfig {
+        retention_ms: 1,
+        ..config()
+    };
+    remote
+        .apply_retention(&expired, 0, 1_000_000)
+        .await
+        .expect("retention");
+    assert_eq!(f.object_count().await, 0);
+    assert!(remote.manifest().await.segments.is_empty());
+}

@@ -1,0 +1,89 @@
+//! Every object key of the remote tier. The layout is a format: it is versioned (`v1`) and changed
+//! only deliberately.
+//!
+//! ```text
+//! <prefix>/v1/<spread>/<topic id>/<partition>/segments/<base offset:020>-<epoch>-<upload id>.seg
+//! <prefix>/v1/<spread>/<topic id>/<partition>/manifests/<version:020>.json
+//! ```
+//! `<spread>` is four hex digits of a hash of the topic id and partition, so the partitions of
+//! one hot topic land under different key prefixes and do not share one prefix's request limit.
+
+use object_store::path::Path;
+use uuid::Uuid;
+
+/// Layout version, the first path component under the prefix.
+const LAYOUT: &str = "v1";
+
+/// Key naming for one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionPaths {
+    root: String,
+}
+
+impl PartitionPaths {
+    /// The keys of partition `partition` of the topic `topic_id`, under `prefix` (may be empty).
+    pub fn new(prefix: &str, topic_id: Uuid, partition: i32) -> Self {
+        let id = topic_id.simple().to_string();
+        let spread = crc32c::crc32c(format!("{id}/{partition}").as_bytes()) & 0xffff;
+        let prefix = prefix.trim_matches('/');
+        let head = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}/")
+        };
+        PartitionPaths {
+            root: format!("{head}{LAYOUT}/{spread:04x}/{id}/{partition}"),
+        }
+    }
+
+    /// A fresh key for an upload of the segment starting at `base_offset`.
+    pub fn new_segment(&self, base_offset: i64, leader_epoch: i32) -> Path {
+        Path::from(format!(
+            "{}/segments/{base_offset:020}-{leader_epoch}-{}.seg",
+            self.root,
+            Uuid::new_v4().simple()
+        ))
+    }
+
+    /// The key of manifest `version`.
+    pub fn manifest(&self, version: u64) -> Path {
+        Path::from(format!("{}/manifests/{version:020}.json", self.root))
+    }
+
+    /// The partition's root, under which every one of its objects lives.
+    pub fn root(&self) -> Path {
+        Path::from(self.root.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_spread_and_ordered() {
+        let id = Uuid::from_u128(0x1234);
+        let a = PartitionPaths::new("bucket-prefix/", id, 0);
+        let b = PartitionPaths::new("bucket-prefix", id, 1);
+        let m = a.manifest(7).to_string();
+        assert!(m.starts_with("bucket-prefix/v1/"), "{m}");
+        assert!(
+            m.ends_with("/00000000000000000000000000001234/0/manifests/00000000000000000007.json"),
+            "{m}"
+        );
+        assert_ne!(
+            a.root().as_ref().split('/').nth(2),
+            b.root().as_ref().split('/').nth(2)
+        );
+        let s1 = a.new_segment(42, 3).to_string();
+        let s2 = a.new_segment(42, 3).to_string();
+        assert_ne!(s1, s2, "every upload attempt gets its own key");
+        assert!(s1.contains("/segments/00000000000000000042-3-"), "{s1}");
+        assert!(
+            PartitionPaths::new("", id, 0)
+                .manifest(1)
+                .to_string()
+                .starts_with("v1/")
+        );
+    }
+}

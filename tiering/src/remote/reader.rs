@@ -1,0 +1,258 @@
+//! Reads from the remote tier: locate the batch holding an offset (or a timestamp) through the
+//! manifest and the segment's own indexes, read whole batches through the chunk cache, check their
+//! CRCs, and prefetch what a sequential reader will ask for next.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+
+use super::cache::ChunkCache;
+use super::manifest::{Manifest, RemoteSegment};
+use super::metrics::TieringMetrics;
+use crate::batch::{self, BatchHeader, HEADER_SIZE, LOG_OVERHEAD};
+use crate::error::{LogError, Result};
+use crate::index::{OffsetIndex, TimeIndex};
+
+/// Parsed indexes kept per object; a bounded map, since the chunks under it are cached anyway.
+const PARSED_INDEXES: usize = 256;
+
+/// The parsed offset and time indexes of one remote segment.
+type SegmentIndexes = (Arc<OffsetIndex>, Arc<TimeIndex>);
+
+/// Reads record batches from segments in object storage.
+#[derive(Debug)]
+pub struct RemoteReader {
+    cache: Arc<ChunkCache>,
+    read_ahead_chunks: u64,
+    indexes: Mutex<HashMap<String, SegmentIndexes>>,
+    metrics: TieringMetrics,
+}
+
+fn corrupt(segment: &RemoteSegment, reason: impl Into<String>) -> LogError {
+    LogError::CorruptRemote {
+        key: segment.key.clone(),
+        reason: reason.into(),
+    }
+}
+
+impl RemoteReader {
+    /// A reader over `cache` that prefetches `read_ahead_chunks` chunks after each read.
+    pub fn new(cache: Arc<ChunkCache>, read_ahead_chunks: u64, metrics: TieringMetrics) -> Self {
+        RemoteReader {
+            cache,
+            read_ahead_chunks,
+            indexes: Mutex::new(HashMap::new()),
+            metrics,
+        }
+    }
+
+    /// Reads whole batches starting with the one holding `offset`, at most `max_bytes` (at least
+    /// one batch with `min_one`), from the one segment that holds it. Empty when the manifest holds
+    /// nothing at or after `offset`.
+    pub async fn read(
+        &self,
+        manifest: &Manifest,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<Bytes> {
+        let Some(segment) = manifest.find(offset) else {
+            return Ok(Bytes::new());
+        };
+        let (offsets, _) = self.indexes(segment).await?;
+        let relative = (offset - segment.base_offset).clamp(0, i64::from(u32::MAX)) as u32;
+        let (_, from) = offsets.lookup(relative);
+        let Some(start) = self
+            .scan(segment, u64::from(from), |h| h.last_offset() >= offset)
+            .await?
+        else {
+            return Ok(Bytes::new());
+        };
+        let available = segment.log_bytes - start;
+        let want = (max_bytes as u64).min(available);
+        let mut data = self
+            .cache
+            .read(&segment.key, segment.object_bytes(), start..start + want)
+            .await?;
+        let mut end = whole_batches(&data);
+        if end == 0 && min_one {
+            let header = self.header_at(segment, start).await?;
+            let size = header.total_size() as u64;
+            if size > available {
+                return Err(corrupt(
+                    segment,
+                    format!("batch at {start} runs past the segment's end"),
+                ));
+            }
+            data = self
+                .cache
+                .read(&segment.key, segment.object_bytes(), start..start + size)
+                .await?;
+            end = data.len();
+        }
+        let data = data.slice(..end);
+        for range in batch::split_batches(&data)? {
+            batch::validate_batch(&data[range]).map_err(|e| corrupt(segment, e.to_string()))?;
+        }
+        self.metrics.remote_fetch_requests.inc();
+        self.metrics.remote_fetch_bytes.inc_by(data.len() as u64);
+        self.prefetch(manifest, segment, start + data.len() as u64);
+        Ok(data)
+    }
+
+    /// The first batch whose records reach `timestamp`, at or above `min_offset`.
+    pub async fn batch_at_timestamp(
+        &self,
+        manifest: &Manifest,
+        timestamp: i64,
+        min_offset: i64,
+    ) -> Result<Option<Bytes>> {
+        for segment in manifest
+            .segments
+            .iter()
+            .filter(|s| s.max_timestamp >= timestamp && s.next_offset > min_offset)
+        {
+            let (offsets, times) = self.indexes(segment).await?;
+            let (_, from) = offsets.lookup(times.lookup(timestamp));
+            let found = self
+                .scan(segment, u64::from(from), |h| {
+                    h.max_timestamp >= timestamp && h.last_offset() >= min_offset
+                })
+                .await?;
+            if let Some(position) = found {
+                let header = self.header_at(segment, position).await?;
+                let end = position + header.total_size() as u64;
+                let batch = self
+                    .cache
+                    .read(&segment.key, segment.object_bytes(), position..end)
+                    .await?;
+                batch::validate_batch(&batch).map_err(|e| corrupt(segment, e.to_string()))?;
+                return Ok(Some(batch));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn header_at(&self, segment: &RemoteSegment, position: u64) -> Result<BatchHeader> {
+        if position + HEADER_SIZE as u64 > segment.log_bytes {
+            return Err(corrupt(
+                segment,
+                format!("no batch header fits at {position}"),
+            ));
+        }
+        let bytes = self
+            .cache
+            .read(
+                &segment.key,
+                segment.object_bytes(),
+                position..position + HEADER_SIZE as u64,
+            )
+            .await?;
+        let header = BatchHeader::parse(&bytes)?;
+        if header.total_size() < HEADER_SIZE {
+            return Err(corrupt(
+                segment,
+                format!("batch at {position} has length {}", header.batch_length),
+            ));
+        }
+        Ok(header)
+    }
+
+    /// Walks batch headers from `position` to the segment's end; returns the position of the first
+    /// batch for which `stop` holds.
+    async fn scan(
+        &self,
+        segment: &RemoteSegment,
+        mut position: u64,
+        stop: impl Fn(&BatchHeader) -> bool,
+    ) -> Result<Option<u64>> {
+        while position < segment.log_bytes {
+            let header = self.header_at(segment, position).await?;
+            if stop(&header) {
+                return Ok(Some(position));
+            }
+            position += header.total_size() as u64;
+        }
+        Ok(None)
+    }
+
+    async fn indexes(&self, segment: &RemoteSegment) -> Result<SegmentIndexes> {
+        if let Some(found) = self
+            .indexes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&segment.key)
+        {
+            return Ok(found.clone());
+        }
+        let object = segment.object_bytes();
+        let offsets_end = segment.log_bytes + segment.offset_index_bytes;
+        let offset_bytes = self
+            .cache
+            .read(&segment.key, object, segment.log_bytes..offsets_end)
+            .await?;
+        let time_bytes = self
+            .cache
+            .read(&segment.key, object, offsets_end..object)
+            .await?;
+        let offsets = OffsetIndex::from_bytes(&offset_bytes, segment.log_bytes)
+            .ok_or_else(|| corrupt(segment, "the offset index is malformed"))?;
+        let times = TimeIndex::from_bytes(&time_bytes)
+            .ok_or_else(|| corrupt(segment, "the time index is malformed"))?;
+        let parsed = (Arc::new(offsets), Arc::new(times));
+        let mut map = self.indexes.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= PARSED_INDEXES {
+            map.clear();
+        }
+        map.insert(segment.key.clone(), parsed.clone());
+        Ok(parsed)
+    }
+
+    /// Fetches the chunks after `position` in the background, continuing into the next segment.
+    fn prefetch(&self, manifest: &Manifest, segment: &RemoteSegment, position: u64) {
+        let chunk = self.cache.chunk_bytes();
+        let mut wanted = Vec::new();
+        let mut current = segment;
+        let mut index = position / chunk;
+        while (wanted.len() as u64) < self.read_ahead_chunks {
+            if index * chunk < current.log_bytes {
+                wanted.push((current.key.clone(), index, current.object_bytes()));
+                index += 1;
+            } else {
+                let Some(next) = manifest.next_after(&current.key) else {
+                    break;
+                };
+                current = next;
+                index = 0;
+            }
+        }
+        if wanted.is_empty() {
+            return;
+        }
+        let cache = Arc::clone(&self.cache);
+        tokio::spawn(async move {
+            for (key, index, size) in wanted {
+                if let Err(e) = cache.chunk(&key, index, size).await {
+                    tracing::debug!(key, index, error = %e, "prefetch failed");
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// Length of the longest prefix of `data` made of whole batches.
+fn whole_batches(data: &[u8]) -> usize {
+    let mut end = 0;
+    while end + LOG_OVERHEAD <= data.len() {
+        let length =
+            i32::from_be_bytes([data[end + 8], data[end + 9], data[end + 10], data[end + 11]]);
+        let size = LOG_OVERHEAD + length.max(0) as usize;
+        if size < HEADER_SIZE || end + size > data.len() {
+            break;
+        }
+        end += size;
+    }
+    end
+}

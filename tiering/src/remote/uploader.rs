@@ -1,0 +1,174 @@
+//! Uploading one sealed segment as one object: the `.log` bytes, then the offset index, then the
+//! time index. Small segments go in one PUT; larger ones as a multipart upload of `part_bytes`
+//! parts, read from disk piece by piece so memory stays bounded. A rate limit spreads uploads.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use tokio::io::AsyncReadExt;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use super::manifest::RemoteSegment;
+use super::metrics::TieringMetrics;
+use crate::error::{LogError, Result};
+use crate::log::SealedSegment;
+
+/// How many parts of one multipart upload are in flight at once.
+const PART_CONCURRENCY: usize = 4;
+
+/// Spreads uploads so they stay under a byte rate; unlimited when the rate is 0.
+#[derive(Debug)]
+pub struct RateLimiter {
+    bytes_per_second: u64,
+    next_free: Mutex<Instant>,
+}
+
+impl RateLimiter {
+    /// A limiter of `bytes_per_second` (0 for none).
+    pub fn new(bytes_per_second: u64) -> Self {
+        RateLimiter {
+            bytes_per_second,
+            next_free: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Waits until `bytes` more may be sent.
+    pub async fn acquire(&self, bytes: usize) {
+        if self.bytes_per_second == 0 {
+            return;
+        }
+        let cost = Duration::from_secs_f64(bytes as f64 / self.bytes_per_second as f64);
+        let wait_until = {
+            let mut next = self.next_free.lock().await;
+            let start = (*next).max(Instant::now());
+            *next = start + cost;
+            start
+        };
+        tokio::time::sleep_until(wait_until).await;
+    }
+}
+
+/// Where and how segments are uploaded.
+#[derive(Debug)]
+pub struct Uploader {
+    /// The (instrumented) store.
+    pub store: Arc<dyn ObjectStore>,
+    /// Size of multipart parts; segments up to this size go in one PUT.
+    pub part_bytes: usize,
+    /// The upload rate limit.
+    pub limiter: RateLimiter,
+    /// Counters.
+    pub metrics: TieringMetrics,
+}
+
+async fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
+    tokio::fs::read(path)
+        .await
+        .map_err(|e| LogError::io(path, e))
+}
+
+impl Uploader {
+    /// Uploads `segment` to `key` and describes the object for the manifest.
+    pub async fn upload(
+        &self,
+        segment: &SealedSegment,
+        key: &Path,
+        leader_epoch: i32,
+    ) -> Result<RemoteSegment> {
+        let offset_index = read_file(&segment.offset_index_path).await?;
+        let time_index = read_file(&segment.time_index_path).await?;
+        let (offset_index_bytes, time_index_bytes) =
+            (offset_index.len() as u64, time_index.len() as u64);
+        let total = segment.size as usize + offset_index.len() + time_index.len();
+        let crc = if total <= self.part_bytes {
+            let mut object = read_file(&segment.log_path).await?;
+            if object.len() as u64 != segment.size {
+                return Err(LogError::io(
+                    &segment.log_path,
+                    std::io::Error::other("segment size changed under upload"),
+                ));
+            }
+            object.extend_from_slice(&offset_index);
+            object.extend_from_slice(&time_index);
+            let crc = crc32c::crc32c(&object);
+            self.limiter.acquire(object.len()).await;
+            self.store
+                .put(key, PutPayload::from(object))
+                .await
+                .map_err(|e| LogError::object_store(key, e))?;
+            crc
+        } else {
+            self.upload_multipart(segment, key, [offset_index, time_index])
+                .await?
+        };
+        self.metrics.uploaded_bytes.inc_by(total as u64);
+        self.metrics.uploaded_segments.inc();
+        Ok(RemoteSegment {
+            key: key.to_string(),
+            base_offset: segment.base_offset,
+            next_offset: segment.next_offset,
+            first_timestamp: segment.first_timestamp,
+            max_timestamp: segment.max_timestamp,
+            log_bytes: segment.size,
+            offset_index_bytes,
+            time_index_bytes,
+            leader_epoch,
+            crc32c: crc,
+        })
+    }
+
+    async fn upload_multipart(
+        &self,
+        segment: &SealedSegment,
+        key: &Path,
+        indexes: [Vec<u8>; 2],
+    ) -> Result<u32> {
+        let failed = |e| LogError::object_store(key, e);
+        let upload = self.store.put_multipart(key).await.map_err(failed)?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, self.part_bytes);
+        let written = async {
+            let mut file = tokio::fs::File::open(&segment.log_path)
+                .await
+                .map_err(|e| LogError::io(&segment.log_path, e))?;
+            let mut crc = 0u32;
+            let mut left = segment.size;
+            let mut buf = vec![0u8; self.part_bytes.min(8 << 20)];
+            while left > 0 {
+                let want = buf.len().min(left as usize);
+                file.read_exact(&mut buf[..want])
+                    .await
+                    .map_err(|e| LogError::io(&segment.log_path, e))?;
+                writer
+                    .wait_for_capacity(PART_CONCURRENCY)
+                    .await
+                    .map_err(failed)?;
+                self.limiter.acquire(want).await;
+                writer.put(Bytes::copy_from_slice(&buf[..want]));
+                crc = crc32c::crc32c_append(crc, &buf[..want]);
+                left -= want as u64;
+            }
+            for index in &indexes {
+                writer.write(index);
+                crc = crc32c::crc32c_append(crc, index);
+            }
+            Ok::<_, LogError>(crc)
+        }
+        .await;
+        match written {
+            Ok(crc) => {
+                writer.finish().await.map_err(failed)?;
+                Ok(crc)
+            }
+            Err(e) => {
+                if let Err(abort) = writer.abort().await {
+                    tracing::warn!(key = %key, error = %abort, "aborting a failed multipart upload failed");
+                }
+                Err(e)
+            }
+        }
+    }
+}
