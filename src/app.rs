@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::{Broker, run_housekeeping};
 use crate::error::BrokerError;
 use crate::metadata::embedded::EmbeddedStore;
+use crate::metrics_http;
 use crate::protocol::server;
 use crate::settings::Settings;
 
@@ -43,6 +44,7 @@ pub enum StartupError {
 pub struct Running {
     broker: Arc<Broker>,
     listener: TcpListener,
+    metrics_listener: TcpListener,
     _lock: File,
 }
 
@@ -66,9 +68,18 @@ pub async fn start(settings: Settings) -> Result<Running, StartupError> {
             addr: listen,
             source,
         })?;
+    let metrics_addr = broker.settings().metrics_listen;
+    let metrics_listener =
+        metrics_http::bind(metrics_addr)
+            .await
+            .map_err(|source| StartupError::Bind {
+                addr: metrics_addr,
+                source,
+            })?;
     Ok(Running {
         broker,
         listener,
+        metrics_listener,
         _lock: lock,
     })
 }
@@ -77,6 +88,11 @@ impl Running {
     /// The address the listener is bound to.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The address `/metrics` is served on.
+    pub fn metrics_addr(&self) -> std::io::Result<SocketAddr> {
+        self.metrics_listener.local_addr()
     }
 
     /// The broker being served.
@@ -90,10 +106,19 @@ impl Running {
             Arc::clone(&self.broker),
             cancel.child_token(),
         ));
+        let registry = metrics_http::registry(&self.broker);
+        let metrics = tokio::spawn(metrics_http::serve(
+            self.metrics_listener,
+            registry,
+            cancel.child_token(),
+        ));
         server::serve(self.listener, Arc::clone(&self.broker), cancel.clone()).await;
         cancel.cancel();
         if housekeeping.await.is_err() {
             tracing::error!("the housekeeping task panicked");
+        }
+        if metrics.await.is_err() {
+            tracing::error!("the metrics endpoint panicked");
         }
         self.broker.close().await;
         tracing::info!("broker stopped");

@@ -63,6 +63,9 @@ pub enum BrokerError {
     /// The metadata store failed.
     #[error(transparent)]
     Metadata(#[from] MetadataError),
+    /// The object store URL or options cannot be used.
+    #[error(transparent)]
+    ObjectStoreConfig(#[from] strata_tiering::remote::store::StoreUrlError),
     /// A background task the request waited for has gone (the broker is shutting down).
     #[error("the broker is shutting down")]
     ShuttingDown,

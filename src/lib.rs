@@ -9,6 +9,7 @@ pub mod app;
 pub mod broker;
 pub mod error;
 pub mod metadata;
+pub mod metrics_http;
 pub mod protocol;
 pub mod settings;
 #[cfg(test)]

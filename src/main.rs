@@ -62,8 +62,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let data_dir = settings.data_dir.clone();
     let running = strata::app::start(settings).await?;
     let addr = running.local_addr()?;
+    let metrics = running.metrics_addr()?;
     println!(
-        "strata listening on {addr} (data in {})",
+        "strata listening on {addr} (data in {}, metrics on http://{metrics}/metrics)",
         data_dir.display()
     );
     let cancel = CancellationToken::new();

@@ -120,6 +120,56 @@ pub struct SettingsLayer {
         allow_negative_numbers = true
     )]
     pub min_insync_replicas: Option<i32>,
+    /// Default `remote.storage.enable`: offload sealed segments to the object store [default: true].
+    #[arg(long, env = "STRATA_REMOTE_STORAGE_ENABLE")]
+    pub remote_storage_enable: Option<bool>,
+    /// Default `local.retention.ms` (-2: same as retention.ms) [default: -2].
+    #[arg(long, env = "STRATA_LOCAL_RETENTION_MS", allow_negative_numbers = true)]
+    pub local_retention_ms: Option<i64>,
+    /// Default `local.retention.bytes` (-2: same as retention.bytes) [default: -2].
+    #[arg(
+        long,
+        env = "STRATA_LOCAL_RETENTION_BYTES",
+        allow_negative_numbers = true
+    )]
+    pub local_retention_bytes: Option<i64>,
+    /// Object store for the remote tier: s3://bucket/prefix, gs://…, az://…, file:///path
+    /// [default: file://<data-dir>/objects].
+    #[arg(long, env = "STRATA_OBJECT_STORE")]
+    pub object_store: Option<String>,
+    /// Endpoint of an S3-compatible service, e.g. http://127.0.0.1:9000.
+    #[arg(long, env = "STRATA_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region [default: AWS_REGION, else us-east-1].
+    #[arg(long, env = "STRATA_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// Use path-style S3 requests (most S3-compatible servers want this) [default: false].
+    #[arg(long, env = "STRATA_S3_PATH_STYLE")]
+    pub s3_path_style: Option<bool>,
+    /// Multipart part size for segment uploads; smaller segments go in one PUT [default: 33554432].
+    #[arg(long, env = "STRATA_UPLOAD_PART_BYTES")]
+    pub upload_part_bytes: Option<u64>,
+    /// Upload rate limit in bytes per second, 0 for none [default: 0].
+    #[arg(long, env = "STRATA_UPLOAD_RATE_LIMIT_BYTES")]
+    pub upload_rate_limit_bytes: Option<u64>,
+    /// How often sealed segments are looked for and offloaded, in ms [default: 1000].
+    #[arg(long, env = "STRATA_TIERING_INTERVAL_MS")]
+    pub tiering_interval_ms: Option<u64>,
+    /// Memory for the remote chunk cache, in bytes [default: 268435456].
+    #[arg(long, env = "STRATA_CACHE_MEMORY_BYTES")]
+    pub cache_memory_bytes: Option<u64>,
+    /// Local disk for the remote chunk cache, in bytes [default: 1073741824].
+    #[arg(long, env = "STRATA_CACHE_DISK_BYTES")]
+    pub cache_disk_bytes: Option<u64>,
+    /// Size of a cached chunk, the unit of ranged GETs [default: 4194304].
+    #[arg(long, env = "STRATA_CACHE_CHUNK_BYTES")]
+    pub cache_chunk_bytes: Option<u64>,
+    /// Chunks prefetched after each remote read [default: 4].
+    #[arg(long, env = "STRATA_REMOTE_READ_AHEAD_CHUNKS")]
+    pub remote_read_ahead_chunks: Option<u64>,
+    /// Address of the HTTP endpoint serving Prometheus /metrics [default: 127.0.0.1:9644].
+    #[arg(long, env = "STRATA_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
 }
 
 impl SettingsLayer {
@@ -153,6 +203,25 @@ impl SettingsLayer {
                 .log_message_timestamp_type
                 .or(lower.log_message_timestamp_type),
             min_insync_replicas: self.min_insync_replicas.or(lower.min_insync_replicas),
+            remote_storage_enable: self.remote_storage_enable.or(lower.remote_storage_enable),
+            local_retention_ms: self.local_retention_ms.or(lower.local_retention_ms),
+            local_retention_bytes: self.local_retention_bytes.or(lower.local_retention_bytes),
+            object_store: self.object_store.or(lower.object_store),
+            s3_endpoint: self.s3_endpoint.or(lower.s3_endpoint),
+            s3_region: self.s3_region.or(lower.s3_region),
+            s3_path_style: self.s3_path_style.or(lower.s3_path_style),
+            upload_part_bytes: self.upload_part_bytes.or(lower.upload_part_bytes),
+            upload_rate_limit_bytes: self
+                .upload_rate_limit_bytes
+                .or(lower.upload_rate_limit_bytes),
+            tiering_interval_ms: self.tiering_interval_ms.or(lower.tiering_interval_ms),
+            cache_memory_bytes: self.cache_memory_bytes.or(lower.cache_memory_bytes),
+            cache_disk_bytes: self.cache_disk_bytes.or(lower.cache_disk_bytes),
+            cache_chunk_bytes: self.cache_chunk_bytes.or(lower.cache_chunk_bytes),
+            remote_read_ahead_chunks: self
+                .remote_read_ahead_chunks
+                .or(lower.remote_read_ahead_chunks),
+            metrics_listen: self.metrics_listen.or(lower.metrics_listen),
         }
     }
 
@@ -194,6 +263,29 @@ pub struct Settings {
     pub flush_scheduler_interval_ms: u64,
     /// Broker-level defaults of topic configs, by Kafka topic config name.
     pub topic_defaults: Vec<(&'static str, String)>,
+    /// The remote tier.
+    pub tiering: TieringSettings,
+    /// Where Prometheus /metrics is served.
+    pub metrics_listen: SocketAddr,
+}
+
+/// Settings of the remote tier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TieringSettings {
+    /// Object store URL.
+    pub object_store: String,
+    /// S3 endpoint, region and addressing.
+    pub s3: strata_tiering::remote::store::S3Options,
+    /// Multipart part size.
+    pub upload_part_bytes: usize,
+    /// Upload rate limit, bytes per second (0: none).
+    pub upload_rate_limit_bytes: u64,
+    /// Offload scan interval.
+    pub interval_ms: u64,
+    /// Chunk cache sizes and location.
+    pub cache: strata_tiering::remote::cache::CacheSettings,
+    /// Chunks prefetched after each remote read.
+    pub read_ahead_chunks: u64,
 }
 
 fn invalid(key: &'static str, reason: impl Into<String>) -> SettingsError {
@@ -230,6 +322,21 @@ fn split_host_port(key: &'static str, value: &str) -> Result<(String, i32), Sett
 impl Settings {
     /// Validates a merged layer, applying defaults.
     pub fn resolve(layer: SettingsLayer) -> Result<Settings, SettingsError> {
+        let data_dir = layer
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("data"));
+        let tiering = tiering_settings(&layer, &data_dir)?;
+        let metrics_text = layer
+            .metrics_listen
+            .clone()
+            .unwrap_or_else(|| "127.0.0.1:9644".to_string());
+        let metrics_listen: SocketAddr = metrics_text.parse().map_err(|_| {
+            invalid(
+                "metrics-listen",
+                format!("'{metrics_text}' is not an IP address and port"),
+            )
+        })?;
         let listen_text = layer.listen.unwrap_or_else(|| "127.0.0.1:9092".to_string());
         let listen: SocketAddr = listen_text.parse().map_err(|_| {
             invalid(
@@ -300,6 +407,18 @@ impl Settings {
             "min.insync.replicas",
             layer.min_insync_replicas.unwrap_or(1).to_string(),
         );
+        push(
+            "remote.storage.enable",
+            layer.remote_storage_enable.unwrap_or(true).to_string(),
+        );
+        push(
+            "local.retention.ms",
+            layer.local_retention_ms.unwrap_or(-2).to_string(),
+        );
+        push(
+            "local.retention.bytes",
+            layer.local_retention_bytes.unwrap_or(-2).to_string(),
+        );
         // Each default must be a valid value of its topic config; the broker flag is named.
         for (name, value) in &defaults {
             crate::topic_config::validate(name, value).map_err(|e| {
@@ -307,7 +426,9 @@ impl Settings {
             })?;
         }
         Ok(Settings {
-            data_dir: layer.data_dir.unwrap_or_else(|| PathBuf::from("data")),
+            tiering,
+            metrics_listen,
+            data_dir,
             listen,
             advertised_host,
             advertised_port,
@@ -336,10 +457,69 @@ impl Settings {
             data_dir: Some(data_dir.to_path_buf()),
             listen: Some("127.0.0.1:0".into()),
             advertised_listener: Some("127.0.0.1:0".into()),
+            metrics_listen: Some("127.0.0.1:0".into()),
+            cache_memory_bytes: Some(1 << 20),
+            cache_disk_bytes: Some(32 << 20),
             ..SettingsLayer::default()
         };
         Settings::resolve(layer).expect("default settings are valid")
     }
+}
+
+fn tiering_settings(
+    layer: &SettingsLayer,
+    data_dir: &Path,
+) -> Result<TieringSettings, SettingsError> {
+    let object_store = match &layer.object_store {
+        Some(url) => url.clone(),
+        None => {
+            let absolute = std::path::absolute(data_dir.join("objects"))
+                .map_err(|e| invalid("data-dir", format!("cannot resolve it: {e}")))?;
+            format!("file://{}", absolute.display())
+        }
+    };
+    let schemes = ["s3://", "s3a://", "gs://", "az://", "abfs://", "file://"];
+    if !schemes.iter().any(|s| object_store.starts_with(s)) {
+        return Err(invalid(
+            "object-store",
+            format!("'{object_store}' is not an s3://, gs://, az:// or file:// URL"),
+        ));
+    }
+    let chunk_bytes = layer.cache_chunk_bytes.unwrap_or(4 << 20);
+    if !(4096..=(64 << 20)).contains(&chunk_bytes) {
+        return Err(invalid(
+            "cache-chunk-bytes",
+            format!("{chunk_bytes} is not between 4096 and 64 MiB"),
+        ));
+    }
+    let part_bytes = layer.upload_part_bytes.unwrap_or(32 << 20);
+    if part_bytes < (5 << 20) {
+        return Err(invalid(
+            "upload-part-bytes",
+            "S3 multipart parts must be at least 5 MiB",
+        ));
+    }
+    Ok(TieringSettings {
+        object_store,
+        s3: strata_tiering::remote::store::S3Options {
+            endpoint: layer.s3_endpoint.clone(),
+            region: layer.s3_region.clone(),
+            path_style: layer.s3_path_style.unwrap_or(false),
+        },
+        upload_part_bytes: part_bytes as usize,
+        upload_rate_limit_bytes: layer.upload_rate_limit_bytes.unwrap_or(0),
+        interval_ms: positive(
+            "tiering-interval-ms",
+            layer.tiering_interval_ms.unwrap_or(1_000),
+        )?,
+        cache: strata_tiering::remote::cache::CacheSettings {
+            memory_bytes: layer.cache_memory_bytes.unwrap_or(256 << 20) as usize,
+            disk_bytes: layer.cache_disk_bytes.unwrap_or(1 << 30) as usize,
+            disk_dir: data_dir.join("cache"),
+            chunk_bytes,
+        },
+        read_ahead_chunks: layer.remote_read_ahead_chunks.unwrap_or(4),
+    })
 }
 
 #[cfg(test)]

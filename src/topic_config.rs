@@ -4,8 +4,9 @@
 //! Every config Kafka clients commonly set is accepted and described. Those the local log acts on
 //! today: `segment.bytes`, `segment.ms`, `retention.ms`, `retention.bytes`, `flush.messages`,
 //! `flush.ms`, `index.interval.bytes`, `max.message.bytes`, `message.timestamp.type`,
-//! `compression.type`, `min.insync.replicas`. The rest (compaction, tiering and replication knobs)
-//! are stored and validated now and take effect as those features land.
+//! `compression.type`, `min.insync.replicas`, `remote.storage.enable`, `local.retention.ms`,
+//! `local.retention.bytes`. The rest (compaction and replication knobs) are stored and validated
+//! now and take effect as those features land.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -233,6 +234,9 @@ pub fn broker_setting_for(name: &str) -> &'static str {
         "compression.type" => "compression-type",
         "message.timestamp.type" => "log-message-timestamp-type",
         "min.insync.replicas" => "min-insync-replicas",
+        "remote.storage.enable" => "remote-storage-enable",
+        "local.retention.ms" => "local-retention-ms",
+        "local.retention.bytes" => "local-retention-bytes",
         _ => "config",
     }
 }
@@ -412,6 +416,9 @@ impl TopicConfig {
             flush_messages: self.number("flush.messages"),
             flush_ms: self.number("flush.ms"),
             max_message_bytes: self.number("max.message.bytes").max(0) as usize,
+            remote_storage: self.remote_storage(),
+            local_retention_ms: self.number("local.retention.ms"),
+            local_retention_bytes: self.number("local.retention.bytes"),
         }
     }
 
@@ -431,6 +438,12 @@ impl TopicConfig {
     /// Whether the broker stamps record timestamps (`LogAppendTime`).
     pub fn log_append_time(&self) -> bool {
         self.value("message.timestamp.type") == "LogAppendTime"
+    }
+
+    /// `remote.storage.enable`.
+    pub fn remote_storage(&self) -> bool {
+        self.value("remote.storage.enable")
+            .eq_ignore_ascii_case("true")
     }
 
     /// `min.insync.replicas`.

@@ -1,5 +1,5 @@
-//! Background work on every partition log: retention and time-based flushing. One loop, driven by
-//! tickers, stopped by a cancellation token.
+//! Background work on every partition: offload to the remote tier, retention in both tiers, and
+//! time-based flushing. One loop, driven by tickers, stopped by a cancellation token.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,33 +9,66 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Broker, now_ms};
 
-/// Runs retention every `log-retention-check-interval-ms` and `flush.ms` checks every
-/// `log-flush-scheduler-interval-ms`, until `cancel` fires.
+/// Runs offload every `tiering-interval-ms`, retention every `log-retention-check-interval-ms`
+/// and `flush.ms` checks every `log-flush-scheduler-interval-ms`, until `cancel` fires.
 pub async fn run_housekeeping(broker: Arc<Broker>, cancel: CancellationToken) {
-    let mut retention = tokio::time::interval(Duration::from_millis(
-        broker.settings().retention_check_interval_ms,
-    ));
-    let mut flush = tokio::time::interval(Duration::from_millis(
-        broker.settings().flush_scheduler_interval_ms,
-    ));
-    retention.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    flush.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let settings = broker.settings();
+    let ticker = |ms: u64| {
+        let mut t = tokio::time::interval(Duration::from_millis(ms));
+        t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        t
+    };
+    let mut offload = ticker(settings.tiering.interval_ms);
+    let mut retention = ticker(settings.retention_check_interval_ms);
+    let mut flush = ticker(settings.flush_scheduler_interval_ms);
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
-            _ = retention.tick() => run_on_logs(&broker, "retention", |p, now| {
-                p.log().apply_retention(now).map(drop)
-            }).await,
-            _ = flush.tick() => run_on_logs(&broker, "flush", |p, now| p.log().flush_if_due(now)).await,
+            _ = offload.tick() => offload_all(&broker).await,
+            _ = retention.tick() => retain_all(&broker).await,
+            _ = flush.tick() => flush_all(&broker).await,
         }
     }
 }
 
-async fn run_on_logs(
-    broker: &Arc<Broker>,
-    what: &'static str,
-    job: fn(&super::Partition, i64) -> strata_tiering::Result<()>,
-) {
+async fn offload_all(broker: &Broker) {
+    for topic in broker.topics() {
+        if !topic.config().remote_storage() {
+            continue;
+        }
+        for p in topic.partitions() {
+            match p.offload().await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(
+                    topic = topic.name(),
+                    partition = p.index(),
+                    segments = n,
+                    "offloaded"
+                ),
+                Err(e) => tracing::warn!(
+                    topic = topic.name(),
+                    partition = p.index(),
+                    local_bytes = p.log().size_bytes(),
+                    error = %e,
+                    "offload failed; local segments are kept and the upload will be retried"
+                ),
+            }
+        }
+    }
+}
+
+async fn retain_all(broker: &Broker) {
+    for topic in broker.topics() {
+        let config = topic.config().log_config();
+        for p in topic.partitions() {
+            if let Err(e) = p.apply_retention(&config, now_ms()).await {
+                tracing::error!(topic = topic.name(), partition = p.index(), error = %e, "retention failed");
+            }
+        }
+    }
+}
+
+async fn flush_all(broker: &Broker) {
     let partitions: Vec<_> = broker
         .topics()
         .iter()
@@ -43,13 +76,13 @@ async fn run_on_logs(
         .collect();
     let done = tokio::task::spawn_blocking(move || {
         for p in partitions {
-            if let Err(e) = job(&p, now_ms()) {
-                tracing::error!(log = %p.log().dir().display(), error = %e, "{what} failed");
+            if let Err(e) = p.log().flush_if_due(now_ms()) {
+                tracing::error!(log = %p.log().dir().display(), error = %e, "flush failed");
             }
         }
     })
     .await;
     if done.is_err() {
-        tracing::error!("the {what} pass panicked");
+        tracing::error!("the flush pass panicked");
     }
 }

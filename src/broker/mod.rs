@@ -18,9 +18,17 @@ pub use housekeeping::run_housekeeping;
 pub use partition::Partition;
 pub use topic::Topic;
 
+use strata_tiering::remote::RemoteTier;
+use strata_tiering::remote::cache::ChunkCache;
+use strata_tiering::remote::metrics::TieringMetrics;
+use strata_tiering::remote::reader::RemoteReader;
+use strata_tiering::remote::store::{HookedStore, open_store};
+use strata_tiering::remote::uploader::{RateLimiter, Uploader};
+
 use crate::error::{BrokerError, Result};
 use crate::metadata::MetadataStore;
 use crate::metadata::catalog::{Catalog, TopicRecord};
+use crate::metadata::pointers::StorePointers;
 use crate::settings::Settings;
 use crate::topic_config::{TopicConfig, TopicDefaults};
 
@@ -86,15 +94,21 @@ pub struct Broker {
     /// Serialises topic creation, deletion and config changes.
     admin: Mutex<()>,
     producer_ids: Mutex<Range<i64>>,
+    tier: Arc<RemoteTier>,
+    pointers: StorePointers,
+    metrics: TieringMetrics,
 }
 
 impl Broker {
     /// Opens the broker: reads the topics from the metadata store, opens (and if needed recovers)
     /// every partition log, and removes logs of topics deleted while it was down.
     pub async fn open(settings: Settings, store: Arc<dyn MetadataStore>) -> Result<Arc<Broker>> {
-        let catalog = Catalog::new(store);
+        let catalog = Catalog::new(Arc::clone(&store));
         let cluster_id = catalog.cluster_id().await?;
         let defaults = Arc::new(TopicDefaults::new(&settings.topic_defaults));
+        let metrics = TieringMetrics::default();
+        let pointers = StorePointers::new(store);
+        let tier = open_tier(&settings, &metrics, &pointers).await?;
         let broker = Broker {
             settings,
             cluster_id,
@@ -103,6 +117,9 @@ impl Broker {
             topics: RwLock::new(HashMap::new()),
             admin: Mutex::new(()),
             producer_ids: Mutex::new(0..0),
+            tier,
+            pointers,
+            metrics,
         };
         let records = broker.catalog.topics().await?;
         for record in &records {
@@ -144,17 +161,16 @@ impl Broker {
         range: Range<i32>,
         config: &TopicConfig,
     ) -> Result<Vec<Arc<Partition>>> {
-        let dirs: Vec<_> = range.map(|i| (i, self.partition_dir(id, i))).collect();
         let log_config = config.log_config();
-        tokio::task::spawn_blocking(move || {
-            dirs.into_iter()
-                .map(|(i, dir)| {
-                    Partition::open(&dir, i, log_config.clone(), now_ms()).map(Arc::new)
-                })
-                .collect::<Result<Vec<_>>>()
-        })
-        .await
-        .map_err(|_| BrokerError::ShuttingDown)?
+        let mut opened = Vec::with_capacity(range.len());
+        for index in range {
+            let dir = self.partition_dir(id, index);
+            let tier = Arc::clone(&self.tier);
+            let partition =
+                Partition::open(&dir, tier, id, index, log_config.clone(), now_ms()).await?;
+            opened.push(Arc::new(partition));
+        }
+        Ok(opened)
     }
 
     async fn open_topic(&self, record: &TopicRecord) -> Result<Arc<Topic>> {
@@ -326,6 +342,14 @@ impl Broker {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(name);
         let dir = self.logs_dir().join(topic.id().simple().to_string());
+        for p in topic.partitions() {
+            if let Err(e) = p.remote().delete_all().await {
+                tracing::warn!(topic = %name, partition = p.index(), error = %e, "could not delete the remote objects of a deleted topic");
+            }
+            if let Err(e) = self.pointers.delete(topic.id(), p.index()).await {
+                tracing::warn!(topic = %name, partition = p.index(), error = %e, "could not delete a manifest pointer");
+            }
+        }
         drop(topic);
         tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&dir).map_err(|e| (dir, e)))
             .await
@@ -396,7 +420,12 @@ impl Broker {
         Ok(())
     }
 
-    /// Hands out a new producer id, taking a new block from the metadata store when needed.
+    /// Counters of the remote tier.
+    pub fn tiering_metrics(&self) -> &TieringMetrics {
+        &self.metrics
+    }
+
+    /// Hands out a new producer id,taking a new block from the metadata store when needed.
     pub async fn next_producer_id(&self) -> Result<i64> {
         let mut ids = self.producer_ids.lock().await;
         if ids.is_empty() {
@@ -422,6 +451,35 @@ impl Broker {
             tracing::error!("closing the logs was interrupted");
         }
     }
+}
+
+/// Opens the object store and builds the remote tier every partition shares.
+async fn open_tier(
+    settings: &Settings,
+    metrics: &TieringMetrics,
+    pointers: &StorePointers,
+) -> Result<Arc<RemoteTier>> {
+    let tiering = &settings.tiering;
+    let (raw, prefix) = open_store(&tiering.object_store, &tiering.s3)?;
+    let store: Arc<dyn object_store::ObjectStore> =
+        Arc::new(HookedStore::new(raw, Arc::new(metrics.clone())));
+    let cache = ChunkCache::open(&tiering.cache, Arc::clone(&store), metrics.clone()).await?;
+    Ok(Arc::new(RemoteTier {
+        store: Arc::clone(&store),
+        prefix,
+        pointers: Arc::new(pointers.clone()),
+        reader: Arc::new(RemoteReader::new(
+            Arc::new(cache),
+            tiering.read_ahead_chunks,
+            metrics.clone(),
+        )),
+        uploader: Uploader {
+            store,
+            part_bytes: tiering.upload_part_bytes,
+            limiter: RateLimiter::new(tiering.upload_rate_limit_bytes),
+            metrics: metrics.clone(),
+        },
+    }))
 }
 
 #[cfg(test)]

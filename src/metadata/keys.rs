@@ -5,6 +5,7 @@
 //! | `cluster/id` | `{"cluster_id": "..."}`, written once when the cluster is first started |
 //! | `topics/<name>` | a [`TopicRecord`](super::catalog::TopicRecord) |
 //! | `producer-ids/next` | `{"next": n}`: the first producer id not yet handed out in a block |
+//! | `tiering/<topic id>/<partition>` | `{"version": n, "key": "…"}`: the partition's current remote manifest (about 150 bytes, whatever the history) |
 
 /// The key holding the cluster id.
 pub const CLUSTER_ID: &str = "cluster/id";
@@ -16,4 +17,9 @@ pub const NEXT_PRODUCER_ID: &str = "producer-ids/next";
 /// The key of one topic's record.
 pub fn topic(name: &str) -> String {
     format!("{TOPICS_PREFIX}{name}")
+}
+
+/// The key of one partition's remote manifest pointer.
+pub fn manifest_pointer(topic_id: uuid::Uuid, partition: i32) -> String {
+    format!("tiering/{}/{partition}", topic_id.simple())
 }

@@ -6,6 +6,7 @@
 pub mod catalog;
 pub mod embedded;
 pub mod keys;
+pub mod pointers;
 
 use std::fmt::Debug;
 

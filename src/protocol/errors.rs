@@ -25,6 +25,7 @@ pub fn response_error(error: &BrokerError) -> ResponseError {
         BrokerError::Log(e) => log_error(e),
         BrokerError::Metadata(e) => metadata_error(e),
         BrokerError::ShuttingDown => ResponseError::BrokerNotAvailable,
+        BrokerError::ObjectStoreConfig(_) => ResponseError::UnknownServerError,
     }
 }
 
@@ -36,6 +37,13 @@ fn log_error(error: &LogError) -> ResponseError {
         LogError::ProducerFenced { .. } => ResponseError::InvalidProducerEpoch,
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         LogError::Io { .. } => ResponseError::KafkaStorageError,
+        // A remote read that fails (store down, object missing or corrupt) is a storage error for
+        // that partition: clients retry it, and corrupt data is never served.
+        LogError::ObjectStore { .. } | LogError::CorruptRemote { .. } => {
+            ResponseError::KafkaStorageError
+        }
+        LogError::PointerStore(_) => ResponseError::KafkaStorageError,
+        LogError::Fenced { .. } => ResponseError::NotLeaderOrFollower,
     }
 }
 

@@ -114,6 +114,7 @@ class Broker:
             str(self.binary), "serve",
             "--data-dir", str(self.data_dir),
             "--listen", self.bootstrap,
+            "--metrics-listen", "127.0.0.1:0",
             *self.extra_args,
         ]
 

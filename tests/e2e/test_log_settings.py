@@ -145,7 +145,7 @@ def test_invalid_settings_are_refused_by_name(strata_binary, tmp_path, args, env
         path = tmp_path / "bad.toml"
         path.write_text(args.removeprefix("config:") + "\n")
         args = ["--config", str(path)]
-    cmd = [str(strata_binary), "serve", "--data-dir", str(tmp_path / "data"), "--listen", "127.0.0.1:0", *args]
+    cmd = [str(strata_binary), "serve", "--data-dir", str(tmp_path / "data"), "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", *args]
     import os
     proc = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True, timeout=30)
     assert proc.returncode != 0, proc.stdout
@@ -154,7 +154,8 @@ def test_invalid_settings_are_refused_by_name(strata_binary, tmp_path, args, env
 
 def test_a_data_dir_is_used_by_one_broker_at_a_time(broker_factory, strata_binary):
     broker = broker_factory()
-    cmd = [str(strata_binary), "serve", "--data-dir", str(broker.data_dir), "--listen", "127.0.0.1:0"]
+    cmd = [str(strata_binary), "serve", "--data-dir", str(broker.data_dir), "--listen", "127.0.0.1:0",
+           "--metrics-listen", "127.0.0.1:0"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
     assert proc.returncode != 0
     assert "another broker is using it" in proc.stderr

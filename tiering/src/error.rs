@@ -56,7 +56,7 @@ pub enum LogError {
         /// The object key.
         key: String,
         /// The store's error.
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// A remote object or manifest is not what the manifest promised (missing data, bad CRC,
     /// unreadable JSON).
@@ -99,7 +99,7 @@ impl LogError {
     pub fn object_store(key: impl ToString, source: object_store::Error) -> Self {
         LogError::ObjectStore {
             key: key.to_string(),
-            source,
+            source: Box::new(source),
         }
     }
 

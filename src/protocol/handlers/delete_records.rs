@@ -35,11 +35,7 @@ pub async fn handle(broker: &Broker, request: DeleteRecordsRequest) -> DeleteRec
                     } else {
                         p.offset
                     };
-                    tokio::task::spawn_blocking(move || {
-                        partition.delete_records_before(offset, now_ms())
-                    })
-                    .await
-                    .unwrap_or(Err(BrokerError::ShuttingDown))
+                    partition.delete_records_before(offset, now_ms()).await
                 }
                 Err(e) => Err(e),
             };

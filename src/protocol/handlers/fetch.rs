@@ -7,8 +7,11 @@
 //! Fetch sessions (KIP-227) are not kept: every response carries session id 0, which tells clients
 //! to send full requests.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+use bytes::Bytes;
 
 use futures::future::select_all;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
@@ -57,7 +60,7 @@ pub async fn handle(broker: &Broker, version: i16, request: FetchRequest) -> Fet
             .flat_map(|t| &t.partitions)
             .filter_map(|t| t.partition.as_ref().ok().map(|p| p.watch_high_watermark()))
             .collect();
-        let (response, bytes, errors) = read(version, &topics, max_bytes);
+        let (response, bytes, errors) = read(version, &topics, max_bytes, deadline).await;
         let satisfied = bytes >= min_bytes || errors;
         if (satisfied && has_partitions) || final_pass || Instant::now() >= deadline {
             return response;
@@ -119,15 +122,41 @@ fn resolve(broker: &Broker, version: i16, request: &FetchRequest) -> Vec<TopicTa
         .collect()
 }
 
-/// One pass over every partition. Returns the response, the record bytes in it, and whether any
-/// partition failed (which answers the fetch at once).
-fn read(version: i16, topics: &[TopicTargets], max_bytes: usize) -> (FetchResponse, usize, bool) {
+/// Remote reads get at least this long, even from a fetch with a shorter max wait, so a consumer
+/// replaying from the bucket with `fetch.wait.max.ms=0` still makes progress.
+const REMOTE_READ_FLOOR: Duration = Duration::from_millis(100);
+
+/// One pass over every partition. Partitions whose offset is in the remote tier are read
+/// concurrently on their own tasks; one that is not ready by the deadline answers with no records
+/// (its read goes on and warms the cache for the next fetch). Returns the response, the record
+/// bytes in it, and whether any partition failed (which answers the fetch at once).
+async fn read(
+    version: i16,
+    topics: &[TopicTargets],
+    max_bytes: usize,
+    deadline: Instant,
+) -> (FetchResponse, usize, bool) {
+    let mut remote = HashMap::new();
+    for (t, topic) in topics.iter().enumerate() {
+        for (i, target) in topic.partitions.iter().enumerate() {
+            if let Ok(p) = &target.partition
+                && p.is_remote(target.fetch_offset)
+            {
+                let (p, offset, max) = (Arc::clone(p), target.fetch_offset, target.max_bytes);
+                remote.insert(
+                    (t, i),
+                    tokio::spawn(async move { p.read(offset, max, true).await }),
+                );
+            }
+        }
+    }
+    let remote_deadline = deadline.max(Instant::now() + REMOTE_READ_FLOOR);
     let mut total = 0usize;
     let mut errors = false;
     let mut responses = Vec::with_capacity(topics.len());
-    for topic in topics {
+    for (t, topic) in topics.iter().enumerate() {
         let mut partitions = Vec::with_capacity(topic.partitions.len());
-        for target in &topic.partitions {
+        for (i, target) in topic.partitions.iter().enumerate() {
             let data = PartitionData::default()
                 .with_partition_index(target.partition_index)
                 .with_preferred_read_replica(BrokerId(-1));
@@ -141,13 +170,23 @@ fn read(version: i16, topics: &[TopicTargets], max_bytes: usize) -> (FetchRespon
             };
             let (hw, start) = (
                 partition.high_watermark(),
-                partition.log().log_start_offset(),
+                partition.log_start_offset().await,
             );
             let budget = target.max_bytes.min(max_bytes.saturating_sub(total));
-            let result = if budget == 0 && total > 0 {
-                Ok(bytes::Bytes::new())
-            } else {
-                partition.read(target.fetch_offset, budget, total == 0)
+            let result = match remote.remove(&(t, i)) {
+                Some(handle) => match tokio::time::timeout_at(remote_deadline, handle).await {
+                    // Over the response budget and not the first data: leave it for the next fetch.
+                    Ok(Ok(Ok(records))) if records.len() > budget && total > 0 => Ok(Bytes::new()),
+                    Ok(Ok(result)) => result,
+                    Ok(Err(_)) => Err(BrokerError::ShuttingDown),
+                    Err(_) => Ok(Bytes::new()),
+                },
+                None if budget == 0 && total > 0 => Ok(Bytes::new()),
+                None => {
+                    partition
+                        .read(target.fetch_offset, budget, total == 0)
+                        .await
+                }
             };
             let data = data
                 .with_high_watermark(hw)

@@ -141,13 +141,13 @@ impl ChunkCache {
         }
         match entry {
             Ok(entry) => Ok(entry.value().clone()),
-            Err(e) => Err(LogError::ObjectStore {
-                key: key.to_string(),
-                source: object_store::Error::Generic {
+            Err(e) => Err(LogError::object_store(
+                key,
+                object_store::Error::Generic {
                     store: "chunk cache",
                     source: e.to_string().into(),
                 },
-            }),
+            )),
         }
     }
 

@@ -48,7 +48,7 @@ pub enum StoreUrlError {
         /// The URL.
         url: String,
         /// The backend's error.
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
 }
 
@@ -65,7 +65,7 @@ pub fn open_store(
     let parsed = url::Url::parse(url).map_err(|e| invalid(e.to_string()))?;
     let backend = |source| StoreUrlError::Backend {
         url: url.to_string(),
-        source,
+        source: Box::new(source),
     };
     let retry = RetryConfig {
         backoff: BackoffConfig::default(),
