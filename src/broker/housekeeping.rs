@@ -37,7 +37,7 @@ async fn offload_all(broker: &Broker) {
             continue;
         }
         for p in topic.partitions() {
-            match p.offload().await {
+            match p.offload(now_ms()).await {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(
                     topic = topic.name(),

@@ -34,6 +34,9 @@ use crate::topic_config::{TopicConfig, TopicDefaults};
 
 /// Longest legal topic name, as in Kafka.
 const MAX_TOPIC_NAME: usize = 249;
+/// Most partitions one topic may have: each is a directory, open files and a remote manifest, and
+/// a request for millions would otherwise exhaust the disk before it failed.
+pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -275,9 +278,9 @@ impl Broker {
                 new.replication_factor.unwrap_or(1),
             ),
         };
-        if partitions < 1 {
+        if !(1..=MAX_PARTITIONS_PER_TOPIC).contains(&partitions) {
             return Err(BrokerError::InvalidPartitions(format!(
-                "number of partitions must be at least 1, not {partitions}"
+                "number of partitions must be between 1 and {MAX_PARTITIONS_PER_TOPIC}, not {partitions}"
             )));
         }
         let brokers = 1;
@@ -301,9 +304,19 @@ impl Broker {
             configs: config.overrides().clone(),
         };
         self.catalog.create_topic(&record).await?;
-        let opened = self
+        let opened = match self
             .open_partitions(record.id, 0..partitions, &config)
-            .await?;
+            .await
+        {
+            Ok(opened) => opened,
+            Err(e) => {
+                // Leave no half-created topic behind: without its record a retry starts afresh.
+                if let Err(undo) = self.catalog.delete_topic(&record.name).await {
+                    tracing::error!(topic = %record.name, error = %undo, "could not undo a failed topic creation");
+                }
+                return Err(e);
+            }
+        };
         let topic = Arc::new(Topic::new(record.name, record.id, config, opened));
         self.insert_topic(Arc::clone(&topic));
         tracing::info!(topic = %new.name, partitions, "created topic");
@@ -371,6 +384,11 @@ impl Broker {
             .topic(name)
             .ok_or_else(|| BrokerError::UnknownTopicOrPartition(name.to_string()))?;
         let current = topic.partition_count();
+        if count > MAX_PARTITIONS_PER_TOPIC {
+            return Err(BrokerError::InvalidPartitions(format!(
+                "a topic may have at most {MAX_PARTITIONS_PER_TOPIC} partitions, not {count}"
+            )));
+        }
         if count <= current {
             return Err(BrokerError::InvalidPartitions(format!(
                 "topic '{name}' has {current} partitions; the new count {count} must be larger"
@@ -436,8 +454,9 @@ impl Broker {
         Ok(id)
     }
 
-    /// Closes every partition log cleanly (flush, indexes, producer snapshots).
+    /// Closes every partition log cleanly (flush, indexes, producer snapshots) and the chunk cache.
     pub async fn close(&self) {
+        self.tier.reader.close().await;
         let partitions: Vec<_> = self.topics().iter().flat_map(|t| t.partitions()).collect();
         let closed = tokio::task::spawn_blocking(move || {
             for p in partitions {

@@ -121,9 +121,14 @@ impl Partition {
             }
             return Ok(self.remote.read(offset, max_bytes, min_one).await?);
         }
-        Ok(self
-            .log
-            .read(offset, max_bytes, self.high_watermark(), min_one)?)
+        // Positional reads of up to a fetch's size, and a lock an append may hold through a roll's
+        // fsync: off the async workers.
+        let (log, hw) = (Arc::clone(&self.log), self.high_watermark());
+        Ok(
+            tokio::task::spawn_blocking(move || log.read(offset, max_bytes, hw, min_one))
+                .await
+                .map_err(|_| BrokerError::ShuttingDown)??,
+        )
     }
 
     /// The first batch whose records reach `timestamp`, from either tier.
@@ -168,8 +173,8 @@ impl Partition {
     }
 
     /// Offloads sealed segments if the topic keeps a remote tier.
-    pub async fn offload(&self) -> Result<usize> {
-        Ok(self.remote.offload(&self.log, LEADER_EPOCH).await?)
+    pub async fn offload(&self, now_ms: i64) -> Result<usize> {
+        Ok(self.remote.offload(&self.log, LEADER_EPOCH, now_ms).await?)
     }
 
     /// Retention in both tiers: local segments by the local limits (only once offloaded, with

@@ -306,6 +306,11 @@ impl PartitionLog {
         if !(too_big || too_old || offsets_full) {
             return Ok(());
         }
+        self.roll(state, now_ms)
+    }
+
+    /// Seals the active segment and starts a new one at the log end.
+    fn roll(&self, state: &mut LogState, now_ms: i64) -> Result<()> {
         let next = state.next_offset();
         state.active_mut().seal()?;
         state.producers.write_snapshot(&self.dir, next)?;
@@ -431,9 +436,10 @@ impl PartitionLog {
         Ok(state.log_start_offset)
     }
 
-    /// Deletes whole segments past `retention.ms` / `retention.bytes` or below the log start.
-    /// Returns how many were deleted.
+    /// Deletes whole segments past `retention.ms` / `retention.bytes` or below the log start,
+    /// first rolling an idle active segment older than `segment.ms`. Returns how many were deleted.
     pub fn apply_retention(&self, now_ms: i64) -> Result<usize> {
+        self.roll_if_due(now_ms)?;
         let mut state = self.lock();
         self.delete_planned(&mut state, now_ms)
     }
@@ -468,6 +474,20 @@ impl PartitionLog {
             }
         }
         Ok(doomed.len())
+    }
+
+    /// Rolls the active segment if it holds data and is older than `segment.ms`, so an idle
+    /// partition's tail can be offloaded and expired. Returns whether it rolled.
+    pub fn roll_if_due(&self, now_ms: i64) -> Result<bool> {
+        let mut state = self.lock();
+        let active = state.active();
+        if active.is_empty()
+            || now_ms.saturating_sub(active.created_at_ms()) < state.config.segment_ms
+        {
+            return Ok(false);
+        }
+        self.roll(&mut state, now_ms)?;
+        Ok(true)
     }
 
     /// Records that offsets below `offset` are durable in the remote tier, which lets local

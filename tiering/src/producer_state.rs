@@ -73,7 +73,10 @@ impl ProducerStateTable {
             header.base_sequence,
         );
         let Some(entry) = self.producers.get(&pid) else {
-            return expect_sequence(pid, 0, seq);
+            // As in Kafka since KIP-360: with no state for the producer (its batches were removed
+            // by retention or DeleteRecords, or the log was rebuilt from the remote tier), any
+            // sequence is accepted and starts the producer's history.
+            return Ok(SequenceCheck::Append);
         };
         if epoch < entry.epoch {
             return Err(LogError::ProducerFenced {
@@ -258,11 +261,8 @@ mod tests {
         ));
         let unknown = table
             .check(&header(8, 0, 4, 1, 3))
-            .expect_err("unknown producer");
-        assert!(matches!(
-            unknown,
-            LogError::OutOfOrderSequence { expected: 0, .. }
-        ));
+            .expect("an unknown producer may resume");
+        assert_eq!(unknown, SequenceCheck::Append);
     }
 
     #[test]

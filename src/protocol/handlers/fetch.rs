@@ -142,7 +142,8 @@ async fn read(
             if let Ok(p) = &target.partition
                 && p.is_remote(target.fetch_offset)
             {
-                let (p, offset, max) = (Arc::clone(p), target.fetch_offset, target.max_bytes);
+                let max = target.max_bytes.min(max_bytes);
+                let (p, offset) = (Arc::clone(p), target.fetch_offset);
                 remote.insert(
                     (t, i),
                     tokio::spawn(async move { p.read(offset, max, true).await }),

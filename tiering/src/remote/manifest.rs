@@ -109,6 +109,7 @@ impl Manifest {
     }
 
     /// The next version, with `segment` appended. It must start at or after the current end.
+    /// Records below the manifest's log start (DeleteRecords before the upload) stay unreadable.
     pub fn with_segment(&self, segment: RemoteSegment) -> Result<Manifest> {
         if let Some(end) = self.end_offset()
             && segment.base_offset < end

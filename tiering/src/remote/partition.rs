@@ -23,6 +23,12 @@ use crate::error::{LogError, Result};
 use crate::log::PartitionLog;
 use crate::remote::metrics::PartitionLabels;
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// What every remote partition of a broker shares.
 #[derive(Debug)]
 pub struct RemoteTier {
@@ -115,8 +121,14 @@ impl RemotePartition {
     }
 
     /// Uploads every sealed local segment past the manifest's end, publishing a manifest after
-    /// each, unless a previous failure's backoff has not passed. Returns how many were uploaded.
-    pub async fn offload(&self, log: &PartitionLog, leader_epoch: i32) -> Result<usize> {
+    /// each, unless a previous failure's backoff has not passed. An idle active segment older than
+    /// `segment.ms` at `now_ms` is rolled first. Returns how many were uploaded.
+    pub async fn offload(
+        &self,
+        log: &PartitionLog,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<usize> {
         if Instant::now()
             < self
                 .backoff
@@ -127,7 +139,7 @@ impl RemotePartition {
             return Ok(0);
         }
         let _writer = self.writer.lock().await;
-        let result = self.offload_pending(log, leader_epoch).await;
+        let result = self.offload_pending(log, leader_epoch, now_ms).await;
         let mut backoff = self.backoff.lock().unwrap_or_else(PoisonError::into_inner);
         match &result {
             Ok(_) => backoff.failures = 0,
@@ -145,16 +157,28 @@ impl RemotePartition {
         result
     }
 
-    async fn offload_pending(&self, log: &PartitionLog, leader_epoch: i32) -> Result<usize> {
+    async fn offload_pending(
+        &self,
+        log: &PartitionLog,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<usize> {
+        if log.roll_if_due(now_ms)? {
+            tracing::debug!(log = %log.dir().display(), "rolled an idle active segment so it can be offloaded");
+        }
         let sealed = log.sealed_segments()?;
+        let local_start = log.log_start_offset();
         let manifest = self.manifest().await;
         if let Some(end) = manifest.end_offset() {
             log.set_remote_end_offset(end);
         }
         let end = manifest.end_offset().unwrap_or(i64::MIN);
+        // Segments wholly below the log start (DeleteRecords) are never uploaded.
         let pending: Vec<_> = sealed
             .into_iter()
-            .filter(|s| s.base_offset >= end && s.next_offset > s.base_offset)
+            .filter(|s| {
+                s.base_offset >= end && s.next_offset > s.base_offset && s.next_offset > local_start
+            })
             .collect();
         let metrics = &self.tier.uploader.metrics;
         let label = self.label();
@@ -262,7 +286,8 @@ impl RemotePartition {
     pub async fn move_start(&self, offset: i64) -> Result<()> {
         let _writer = self.writer.lock().await;
         let current = self.manifest().await;
-        if current.segments.is_empty() || current.start_offset().is_some_and(|s| s >= offset) {
+        if current.log_start_offset >= offset || current.start_offset().is_some_and(|s| s >= offset)
+        {
             return Ok(());
         }
         let mut dropped = Vec::new();

@@ -101,6 +101,11 @@ impl RemoteReader {
         Ok(data)
     }
 
+    /// Flushes and closes the chunk cache.
+    pub async fn close(&self) {
+        self.cache.close().await;
+    }
+
     /// The first batch whose records reach `timestamp`, at or above `min_offset`.
     pub async fn batch_at_timestamp(
         &self,
