@@ -23,12 +23,6 @@ use crate::error::{LogError, Result};
 use crate::log::PartitionLog;
 use crate::remote::metrics::PartitionLabels;
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// What every remote partition of a broker shares.
 #[derive(Debug)]
 pub struct RemoteTier {
