@@ -12,6 +12,13 @@ pub enum LogError {
         /// Why the batch was rejected.
         reason: String,
     },
+        /// A record batch is well-formed but not acceptable from a producer (record count that
+    /// disagrees with its offsets, a control batch, a retry mixed with new batches).
+    #[error("invalid record batch: {reason}")]
+    InvalidRecord {
+        /// Why the batch was refused.
+        reason: String,
+    },
     /// A record batch is larger than `max.message.bytes`.
     #[error("record batch of {size} bytes exceeds the limit of {limit} bytes")]
     BatchTooLarge {

@@ -243,9 +243,9 @@ impl PartitionLog {
                     });
                 }
                 SequenceCheck::Duplicate(_) => {
-                    return Err(LogError::corrupt(
-                        "a retried batch arrived together with other batches",
-                    ));
+                                        return Err(LogError::InvalidRecord {
+                        reason: "a retried batch arrived together with other batches".into(),
+                    });
                 }
                 SequenceCheck::Append => {}
             }
