@@ -8,7 +8,9 @@
 #   2. create/reuse the Python venv for the e2e tests and install its packages
 #      (tests/e2e/requirements.txt) only when they changed or are missing;
 #      install the kafkajs test's npm packages likewise
-#   3. start external services for the tests (none yet; see SERVICES below)
+#   3. start external services for the tests (etcd later; see SERVICES below). The S3-compatible
+#      server (moto_server from the venv) is started and stopped by the e2e fixtures
+#      (tests/e2e/conftest.py), on a free loopback port, so each test can also freeze it.
 #   4. cargo fmt --check, clippy -D warnings, build, test
 #   5. the end-to-end suite: pytest tests/e2e against the freshly built binary
 #
@@ -17,7 +19,8 @@
 # Environment knobs:
 #   STRATA_TEST_VENV     venv location        (default: $HOME/.cache/strata-test-venv)
 #   STRATA_TEST_PYTHON   python to create it  (default: python3)
-#   STRATA_BIN           broker binary for e2e (default: ${CARGO_TARGET_DIR:-target}/debug/strata)
+#   CARGO_TARGET_DIR     build directory      (default: $HOME/.cache/strata-target)
+#   STRATA_BIN           broker binary for e2e (default: $CARGO_TARGET_DIR/debug/strata)
 #   STRATA_SKIP_CARGO=1  skip step 4 (use an already built binary)
 #   STRATA_SKIP_E2E=1    skip step 5
 set -euo pipefail
@@ -28,6 +31,8 @@ cd "$ROOT"
 export DEBIAN_FRONTEND=noninteractive
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
+# Builds go to a cache outside the checkout, so a fresh clone (CI) reuses earlier builds.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/strata-target}"
 
 step() { printf '\n==> %s\n' "$*"; }
 die() { printf 'scripts/test.sh: %s\n' "$*" >&2; exit 1; }
@@ -48,7 +53,7 @@ APT_NEEDS=(
   "kcat:kcat"
   "node:nodejs"
   "npm:npm"
-  # SERVICES (later): "etcd:etcd-server" and the S3-compatible server's package go here.
+  # SERVICES (later): "etcd:etcd-server" goes here. The S3 server (moto) comes from the venv.
 )
 
 install_apt_packages() {
@@ -116,7 +121,7 @@ setup_npm() {
 # ----------------------------------------------------------------------------
 # 3. External services for the tests
 # ----------------------------------------------------------------------------
-# SERVICES: start etcd (Debian etcd-server) and an S3-compatible server here,
+# SERVICES: start etcd (Debian etcd-server) here when clusters arrive,
 # each on a free 127.0.0.1 port with its data under "$SERVICES_DIR", and export
 # their endpoints (e.g. STRATA_TEST_ETCD_ENDPOINT, STRATA_TEST_S3_ENDPOINT) for
 # cargo test and pytest. Record every PID in SERVICE_PIDS so stop_services
@@ -171,7 +176,7 @@ if [ "${STRATA_SKIP_CARGO:-0}" != "1" ]; then
 fi
 
 if [ "${STRATA_SKIP_E2E:-0}" != "1" ]; then
-  TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+  TARGET_DIR="$CARGO_TARGET_DIR"
   case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
   export STRATA_BIN="${STRATA_BIN:-$TARGET_DIR/debug/strata}"
   [ -x "$STRATA_BIN" ] || die "broker binary not found at $STRATA_BIN (build it, or set STRATA_BIN)"

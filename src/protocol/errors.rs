@@ -21,7 +21,7 @@ pub fn response_error(error: &BrokerError) -> ResponseError {
         BrokerError::InvalidRequiredAcks(_) => ResponseError::InvalidRequiredAcks,
         BrokerError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
         BrokerError::TransactionsUnsupported => ResponseError::InvalidTxnState,
-                // Well-formed but unacceptable records: INVALID_RECORD, which clients do not retry.
+        // Well-formed but unacceptable records: INVALID_RECORD, which clients do not retry.
         BrokerError::InvalidRecords(_) => ResponseError::InvalidRecord,
         BrokerError::Log(e) => log_error(e),
         BrokerError::Metadata(e) => metadata_error(e),
@@ -32,7 +32,7 @@ pub fn response_error(error: &BrokerError) -> ResponseError {
 
 fn log_error(error: &LogError) -> ResponseError {
     match error {
-                LogError::CorruptBatch { .. } => ResponseError::CorruptMessage,
+        LogError::CorruptBatch { .. } => ResponseError::CorruptMessage,
         LogError::InvalidRecord { .. } => ResponseError::InvalidRecord,
         LogError::BatchTooLarge { .. } => ResponseError::MessageTooLarge,
         LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,

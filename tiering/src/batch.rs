@@ -195,15 +195,19 @@ pub fn validate_batch(batch: &[u8]) -> Result<BatchHeader> {
 /// (Stored batches may legitimately differ once compaction has removed records.)
 pub fn validate_produced_batch(batch: &[u8]) -> Result<BatchHeader> {
     let header = validate_batch(batch)?;
-        if header.is_control() {
-        return Err(LogError::InvalidRecord { reason: "producers may not write control batches".into() });
+    if header.is_control() {
+        return Err(LogError::InvalidRecord {
+            reason: "producers may not write control batches".into(),
+        });
     }
     if i64::from(header.records_count) != i64::from(header.last_offset_delta) + 1 {
-        return Err(LogError::InvalidRecord { reason: format!(
-            "batch claims {} records but spans {} offsets",
-                        header.records_count,
-            i64::from(header.last_offset_delta) + 1
-        ) });
+        return Err(LogError::InvalidRecord {
+            reason: format!(
+                "batch claims {} records but spans {} offsets",
+                header.records_count,
+                i64::from(header.last_offset_delta) + 1
+            ),
+        });
     }
     Ok(header)
 }

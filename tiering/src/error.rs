@@ -12,7 +12,7 @@ pub enum LogError {
         /// Why the batch was rejected.
         reason: String,
     },
-        /// A record batch is well-formed but not acceptable from a producer (record count that
+    /// A record batch is well-formed but not acceptable from a producer (record count that
     /// disagrees with its offsets, a control batch, a retry mixed with new batches).
     #[error("invalid record batch: {reason}")]
     InvalidRecord {

@@ -243,7 +243,7 @@ impl PartitionLog {
                     });
                 }
                 SequenceCheck::Duplicate(_) => {
-                                        return Err(LogError::InvalidRecord {
+                    return Err(LogError::InvalidRecord {
                         reason: "a retried batch arrived together with other batches".into(),
                     });
                 }

@@ -414,6 +414,7 @@ fn scan(
     check_crc: bool,
     mut f: impl FnMut(u64, &BatchHeader),
 ) -> Result<u64> {
+    let file_len = file.metadata().map_err(|e| LogError::io(path, e))?.len();
     let mut reader = BufReader::with_capacity(1 << 20, file);
     reader
         .seek(SeekFrom::Start(from))
@@ -429,7 +430,8 @@ fn scan(
             return Ok(pos);
         };
         let size = header.total_size();
-        if size < HEADER_SIZE || header.magic != batch::MAGIC_V2 {
+        // A torn tail may claim any length: check it against the file before allocating it.
+        if size < HEADER_SIZE || header.magic != batch::MAGIC_V2 || pos + size as u64 > file_len {
             return Ok(pos);
         }
         buf.clear();

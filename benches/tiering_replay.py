@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Replay-from-the-bucket benchmark (issue: tiered storage).
+
+In one run, against a moto S3 server on loopback and the real `strata` binary:
+  1. the S3 server's raw GET throughput (curl, whole object, same machine),
+  2. produce SIZE MiB to a tiered topic and wait until every segment is in the bucket,
+  3. cold replay: a broker with an empty log directory and an empty cache consumes from offset 0,
+  4. warm replay: the same consumption again, served from the chunk cache,
+  5. local replay: the same data in a topic without remote storage, read from local disk,
+and object-store requests per GiB written and read. Figures are ratios against the baselines of
+the same run (the machine is shared and noisy).
+
+    ~/.cache/strata-test-venv/bin/python benches/tiering_replay.py [--mib 256] [--binary PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+
+import helpers as h  # noqa: E402
+from conftest import S3_ENV, Broker, S3Server, s3_broker_args  # noqa: E402
+from test_tiering import VALUE_BYTES, metrics, remote_end, value  # noqa: E402
+
+MIB = 1 << 20
+
+
+def produce(bootstrap: str, topic: str, count: int) -> None:
+    p = h.producer(bootstrap, **{"linger.ms": 20, "batch.size": 1_000_000, "compression.type": "none"})
+    d = h.produce_all(p, topic, ((f"k{i}".encode(), value(i)) for i in range(count)), partition=0, timeout=600)
+    assert not d.failed
+
+
+def replay(bootstrap: str, topic: str, count: int) -> float:
+    """Consumes every message from offset 0; returns MiB/s of values."""
+    start = time.monotonic()
+    got = h.consume_partitions(bootstrap, topic, [0], timeout=600, expect_total=count,
+                               **{"fetch.max.bytes": 64 * MIB, "max.partition.fetch.bytes": 16 * MIB,
+                                  "queued.max.messages.kbytes": 262144})[0]
+    elapsed = time.monotonic() - start
+    assert len(got) == count and got[-1].value == value(count - 1)
+    return count * VALUE_BYTES / MIB / elapsed
+
+
+def raw_get(s3: S3Server, bucket: str, size_mib: int) -> float:
+    key = "raw-get-probe"
+    s3.client().put_object(Bucket=bucket, Key=key, Body=b"\x5a" * (size_mib * MIB))
+    speeds = []
+    for _ in range(3):
+        out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{speed_download}",
+                              f"{s3.endpoint}/{bucket}/{key}"], capture_output=True, text=True, check=True)
+        speeds.append(float(out.stdout) / MIB)
+    s3.client().delete_object(Bucket=bucket, Key=key)
+    return max(speeds)
+
+
+def requests(m: dict, operation: str) -> float:
+    return m.get(f'strata_object_store_requests_total{{operation="{operation}"}}', 0.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mib", type=int, default=256)
+    parser.add_argument("--binary", default=str(ROOT / "target" / "release" / "strata"))
+    args = parser.parse_args()
+    count = args.mib * MIB // VALUE_BYTES
+    work = Path(tempfile.mkdtemp(prefix="strata-bench-"))
+    s3 = S3Server(work)
+    broker = None
+    try:
+        bucket = s3.new_bucket()
+        raw = raw_get(s3, bucket, 64)
+        flags = s3_broker_args(s3, bucket, "--tiering-interval-ms", "200",
+                               "--cache-memory-bytes", str(512 * MIB), "--cache-disk-bytes", str(1024 * MIB))
+        broker = Broker(Path(args.binary), work / "broker", extra_args=flags, env=S3_ENV).start()
+        tiered, local = "tiered", "local"
+        h.create_topic(broker.bootstrap, tiered, 1, {"segment.bytes": str(64 * MIB), "segment.ms": "2000",
+                                                     "local.retention.bytes": "0"})
+        h.create_topic(broker.bootstrap, local, 1, {"segment.bytes": str(64 * MIB), "remote.storage.enable": "false"})
+        produce(broker.bootstrap, tiered, count)
+        produce(broker.bootstrap, local, count)
+        deadline = time.monotonic() + 600
+        while remote_end(s3, bucket) < count:
+            assert time.monotonic() < deadline, "offload did not finish"
+            time.sleep(0.5)
+        written = metrics(broker)
+        local_rate = replay(broker.bootstrap, local, count)
+
+        broker.stop()
+        shutil.rmtree(broker.data_dir / "cache", ignore_errors=True)
+        # Wipe the tiered topic's local copy: its id is the one in the bucket's keys.
+        tiered_id = next(o["Key"].split("/")[3] for o in s3.list(bucket, "cluster-a/") if o["Key"].endswith(".json"))
+        shutil.rmtree(broker.data_dir / "logs" / tiered_id)
+        broker.start()
+        before = metrics(broker)
+        cold = replay(broker.bootstrap, tiered, count)
+        after_cold = metrics(broker)
+        warm = replay(broker.bootstrap, tiered, count)
+        gib = args.mib / 1024
+        result = {
+            "mib": args.mib,
+            "raw_get_mib_s": round(raw, 1),
+            "local_replay_mib_s": round(local_rate, 1),
+            "cold_replay_mib_s": round(cold, 1),
+            "warm_replay_mib_s": round(warm, 1),
+            "cold_vs_raw_get": round(cold / raw, 2),
+            "warm_vs_local": round(warm / local_rate, 2),
+            "put_class_requests_per_gib_written": round(requests(written, "PUT") / gib, 1),
+            "get_requests_per_gib_read_cold": round((requests(after_cold, "GET") - requests(before, "GET")) / gib, 1),
+            "list_requests": requests(after_cold, "LIST") + requests(written, "LIST"),
+        }
+        print(json.dumps(result, indent=2))
+    finally:
+        if broker:
+            broker.close()
+        s3.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
