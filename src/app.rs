@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::{Broker, run_housekeeping};
 use crate::error::BrokerError;
+use crate::group::run_group_timers;
 use crate::metadata::embedded::EmbeddedStore;
 use crate::metrics_http;
 use crate::protocol::server;
@@ -106,6 +107,10 @@ impl Running {
             Arc::clone(&self.broker),
             cancel.child_token(),
         ));
+        let group_timers = tokio::spawn(run_group_timers(
+            Arc::clone(&self.broker),
+            cancel.child_token(),
+        ));
         let registry = metrics_http::registry(&self.broker);
         let metrics = tokio::spawn(metrics_http::serve(
             self.metrics_listener,
@@ -116,6 +121,9 @@ impl Running {
         cancel.cancel();
         if housekeeping.await.is_err() {
             tracing::error!("the housekeeping task panicked");
+        }
+        if group_timers.await.is_err() {
+            tracing::error!("the group coordinator's timers panicked");
         }
         if metrics.await.is_err() {
             tracing::error!("the metrics endpoint panicked");

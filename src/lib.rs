@@ -8,6 +8,7 @@
 pub mod app;
 pub mod broker;
 pub mod error;
+pub mod group;
 pub mod metadata;
 pub mod metrics_http;
 pub mod protocol;

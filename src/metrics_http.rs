@@ -19,6 +19,7 @@ use crate::broker::Broker;
 pub fn registry(broker: &Broker) -> Registry {
     let mut registry = Registry::with_prefix("strata");
     broker.tiering_metrics().register(&mut registry);
+    broker.groups().metrics().register(&mut registry);
     registry
 }
 

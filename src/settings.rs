@@ -170,6 +170,19 @@ pub struct SettingsLayer {
     /// Address of the HTTP endpoint serving Prometheus /metrics [default: 127.0.0.1:9644].
     #[arg(long, env = "STRATA_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+    /// Partitions of `__consumer_offsets`, fixed once it exists [default: 50].
+    #[arg(long, env = "STRATA_OFFSETS_TOPIC_NUM_PARTITIONS")]
+    pub offsets_topic_num_partitions: Option<i32>,
+    /// How long the first rebalance of an empty group waits for more members, in ms
+    /// [default: 3000].
+    #[arg(long, env = "STRATA_GROUP_INITIAL_REBALANCE_DELAY_MS")]
+    pub group_initial_rebalance_delay_ms: Option<i32>,
+    /// Smallest `session.timeout.ms` a group member may ask for [default: 6000].
+    #[arg(long, env = "STRATA_GROUP_MIN_SESSION_TIMEOUT_MS")]
+    pub group_min_session_timeout_ms: Option<i32>,
+    /// Largest `session.timeout.ms` a group member may ask for [default: 1800000].
+    #[arg(long, env = "STRATA_GROUP_MAX_SESSION_TIMEOUT_MS")]
+    pub group_max_session_timeout_ms: Option<i32>,
 }
 
 impl SettingsLayer {
@@ -222,6 +235,18 @@ impl SettingsLayer {
                 .remote_read_ahead_chunks
                 .or(lower.remote_read_ahead_chunks),
             metrics_listen: self.metrics_listen.or(lower.metrics_listen),
+            offsets_topic_num_partitions: self
+                .offsets_topic_num_partitions
+                .or(lower.offsets_topic_num_partitions),
+            group_initial_rebalance_delay_ms: self
+                .group_initial_rebalance_delay_ms
+                .or(lower.group_initial_rebalance_delay_ms),
+            group_min_session_timeout_ms: self
+                .group_min_session_timeout_ms
+                .or(lower.group_min_session_timeout_ms),
+            group_max_session_timeout_ms: self
+                .group_max_session_timeout_ms
+                .or(lower.group_max_session_timeout_ms),
         }
     }
 
@@ -267,6 +292,10 @@ pub struct Settings {
     pub tiering: TieringSettings,
     /// Where Prometheus /metrics is served.
     pub metrics_listen: SocketAddr,
+    /// Partitions of `__consumer_offsets`.
+    pub offsets_topic_num_partitions: i32,
+    /// Timeouts and limits of consumer groups.
+    pub groups: crate::group::state::GroupLimits,
 }
 
 /// Settings of the remote tier.
@@ -425,7 +454,43 @@ impl Settings {
                 invalid(crate::topic_config::broker_setting_for(name), e.to_string())
             })?;
         }
+        let groups = crate::group::state::GroupLimits {
+            min_session_timeout_ms: positive(
+                "group-min-session-timeout-ms",
+                layer.group_min_session_timeout_ms.unwrap_or(6_000),
+            )?,
+            max_session_timeout_ms: positive(
+                "group-max-session-timeout-ms",
+                layer.group_max_session_timeout_ms.unwrap_or(1_800_000),
+            )?,
+            initial_rebalance_delay_ms: layer.group_initial_rebalance_delay_ms.unwrap_or(3_000),
+            max_size: usize::MAX,
+        };
+        if groups.initial_rebalance_delay_ms < 0 {
+            return Err(invalid(
+                "group-initial-rebalance-delay-ms",
+                "must not be negative",
+            ));
+        }
+        if groups.min_session_timeout_ms > groups.max_session_timeout_ms {
+            return Err(invalid(
+                "group-min-session-timeout-ms",
+                "is larger than group-max-session-timeout-ms",
+            ));
+        }
+        let offsets_topic_num_partitions = positive(
+            "offsets-topic-num-partitions",
+            layer.offsets_topic_num_partitions.unwrap_or(50),
+        )?;
+        if offsets_topic_num_partitions > crate::broker::MAX_PARTITIONS_PER_TOPIC {
+            return Err(invalid(
+                "offsets-topic-num-partitions",
+                "is larger than a topic may have",
+            ));
+        }
         Ok(Settings {
+            offsets_topic_num_partitions,
+            groups,
             tiering,
             metrics_listen,
             data_dir,

@@ -407,11 +407,24 @@ impl TopicConfig {
 
     /// The settings of the partition logs.
     pub fn log_config(&self) -> LogConfig {
+        let deletes = self
+            .value("cleanup.policy")
+            .split(',')
+            .any(|p| p.trim() == "delete");
         LogConfig {
             segment_bytes: self.number("segment.bytes").max(14) as u64,
             segment_ms: self.number("segment.ms"),
-            retention_ms: self.number("retention.ms"),
-            retention_bytes: self.number("retention.bytes"),
+            // Without "delete" in cleanup.policy nothing expires by time or size (Kafka's rule).
+            retention_ms: if deletes {
+                self.number("retention.ms")
+            } else {
+                -1
+            },
+            retention_bytes: if deletes {
+                self.number("retention.bytes")
+            } else {
+                -1
+            },
             index_interval_bytes: self.number("index.interval.bytes").max(0) as u64,
             flush_messages: self.number("flush.messages"),
             flush_ms: self.number("flush.ms"),

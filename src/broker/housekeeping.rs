@@ -31,7 +31,43 @@ pub async fn run_housekeeping(broker: Arc<Broker>, cancel: CancellationToken) {
     }
 }
 
+/// Below this share of free space on the data directory's disk, a lagging upload is logged as a
+/// warning on every offload pass.
+const LOW_DISK_SHARE: f64 = 0.10;
+
 async fn offload_all(broker: &Broker) {
+    let lagging = offload_partitions(broker).await;
+    check_disk_space(broker, lagging).await;
+}
+
+/// Publishes the data directory's free space and warns while it runs low with uploads behind.
+async fn check_disk_space(broker: &Broker, lagging_partitions: usize) {
+    let dir = broker.settings().data_dir.clone();
+    let space = tokio::task::spawn_blocking(move || {
+        Ok::<_, std::io::Error>((fs4::available_space(&dir)?, fs4::total_space(&dir)?))
+    })
+    .await;
+    let Ok(Ok((available, total))) = space else {
+        return;
+    };
+    broker
+        .tiering_metrics()
+        .data_dir_available_bytes
+        .set(i64::try_from(available).unwrap_or(i64::MAX));
+    if lagging_partitions > 0 && (available as f64) < LOW_DISK_SHARE * total as f64 {
+        tracing::warn!(
+            available_bytes = available,
+            total_bytes = total,
+            lagging_partitions,
+            "the data directory's disk is filling while uploads are behind; \
+             local segments are deleted only once they are in the bucket"
+        );
+    }
+}
+
+/// Offloads every tiered partition; returns how many failed to (and so keep growing locally).
+async fn offload_partitions(broker: &Broker) -> usize {
+    let mut lagging = 0;
     for topic in broker.topics() {
         if !topic.config().remote_storage() {
             continue;
@@ -45,16 +81,20 @@ async fn offload_all(broker: &Broker) {
                     segments = n,
                     "offloaded"
                 ),
-                Err(e) => tracing::warn!(
-                    topic = topic.name(),
-                    partition = p.index(),
-                    local_bytes = p.log().size_bytes(),
-                    error = %e,
-                    "offload failed; local segments are kept and the upload will be retried"
-                ),
+                Err(e) => {
+                    lagging += 1;
+                    tracing::warn!(
+                        topic = topic.name(),
+                        partition = p.index(),
+                        local_bytes = p.log().size_bytes(),
+                        error = %e,
+                        "offload failed; local segments are kept and the upload will be retried"
+                    );
+                }
             }
         }
     }
+    lagging
 }
 
 async fn retain_all(broker: &Broker) {

@@ -26,6 +26,7 @@ use strata_tiering::remote::store::{HookedStore, open_store};
 use strata_tiering::remote::uploader::{RateLimiter, Uploader};
 
 use crate::error::{BrokerError, Result};
+use crate::group::{BrokerOffsetsLog, GroupCoordinator};
 use crate::metadata::MetadataStore;
 use crate::metadata::catalog::{Catalog, TopicRecord};
 use crate::metadata::pointers::StorePointers;
@@ -100,6 +101,7 @@ pub struct Broker {
     tier: Arc<RemoteTier>,
     pointers: StorePointers,
     metrics: TieringMetrics,
+    groups: GroupCoordinator,
 }
 
 impl Broker {
@@ -112,6 +114,7 @@ impl Broker {
         let metrics = TieringMetrics::default();
         let pointers = StorePointers::new(store);
         let tier = open_tier(&settings, &metrics, &pointers).await?;
+        let groups = settings.groups;
         let broker = Broker {
             settings,
             cluster_id,
@@ -123,6 +126,7 @@ impl Broker {
             tier,
             pointers,
             metrics,
+            groups: GroupCoordinator::new(groups),
         };
         let records = broker.catalog.topics().await?;
         for record in &records {
@@ -130,7 +134,28 @@ impl Broker {
             broker.insert_topic(topic);
         }
         broker.remove_orphan_logs(&records).await?;
+        let loaded = broker
+            .groups
+            .load(&BrokerOffsetsLog(&broker))
+            .await
+            .map_err(|e| BrokerError::GroupsUnavailable(e.to_string()))?;
+        if loaded > 0 {
+            tracing::info!(
+                groups = loaded,
+                "loaded consumer groups from __consumer_offsets"
+            );
+        }
         Ok(Arc::new(broker))
+    }
+
+    /// The group coordinator.
+    pub fn groups(&self) -> &GroupCoordinator {
+        &self.groups
+    }
+
+    /// `__consumer_offsets`, where the group coordinator keeps its records.
+    pub fn offsets_log(&self) -> BrokerOffsetsLog<'_> {
+        BrokerOffsetsLog(self)
     }
 
     /// The validated settings.
@@ -456,6 +481,7 @@ impl Broker {
 
     /// Closes every partition log cleanly (flush, indexes, producer snapshots) and the chunk cache.
     pub async fn close(&self) {
+        self.groups.shutdown().await;
         self.tier.reader.close().await;
         let partitions: Vec<_> = self.topics().iter().flat_map(|t| t.partitions()).collect();
         let closed = tokio::task::spawn_blocking(move || {

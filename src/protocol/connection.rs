@@ -76,6 +76,7 @@ pub async fn serve_connection(
     }
     let (mut reader, mut writer) = stream.into_split();
     let max = broker.settings().socket_request_max_bytes;
+    let client_host = format!("/{}", peer.ip());
     loop {
         let frame = tokio::select! {
             () = cancel.cancelled() => return,
@@ -89,7 +90,7 @@ pub async fn serve_connection(
                 return;
             }
         };
-        match dispatch(&broker, frame).await {
+        match dispatch(&broker, frame, &client_host).await {
             Ok(Some(response)) => {
                 let mut out = BytesMut::with_capacity(4 + response.len());
                 out.extend_from_slice(&(response.len() as u32).to_be_bytes());

@@ -62,9 +62,14 @@ pub enum ProtocolError {
     Io(std::io::Error),
 }
 
-/// Handles one request frame. Returns the response body (header included, size prefix not), or
-/// `None` when the request expects no response (Produce with acks=0).
-pub async fn dispatch(broker: &Broker, mut frame: Bytes) -> Result<Option<Bytes>, ProtocolError> {
+/// Handles one request frame from `client_host` (the peer's address, as group descriptions show
+/// it). Returns the response body (header included, size prefix not), or `None` when the request
+/// expects no response (Produce with acks=0).
+pub async fn dispatch(
+    broker: &Broker,
+    mut frame: Bytes,
+    client_host: &str,
+) -> Result<Option<Bytes>, ProtocolError> {
     if frame.len() < 8 {
         return Err(ProtocolError::ShortFrame(frame.len()));
     }
@@ -89,7 +94,7 @@ pub async fn dispatch(broker: &Broker, mut frame: Bytes) -> Result<Option<Bytes>
     let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
         .map_err(malformed)?;
     let request = RequestKind::decode(api, &mut frame, version).map_err(malformed)?;
-    let Some(response) = handlers::handle(broker, &header, api, request).await? else {
+    let Some(response) = handlers::handle(broker, &header, client_host, api, request).await? else {
         return Ok(None);
     };
     encode(api, version, header.correlation_id, &response).map(Some)
@@ -148,7 +153,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (rt, broker) = broker(dir.path());
         let response = rt
-            .block_on(dispatch(&broker, frame(18, 99, &[])))
+            .block_on(dispatch(&broker, frame(18, 99, &[]), ""))
             .expect("answered")
             .expect("response");
         let mut r = response;
@@ -168,18 +173,18 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (rt, broker) = broker(dir.path());
         assert!(matches!(
-            rt.block_on(dispatch(&broker, frame(999, 0, &[]))),
+            rt.block_on(dispatch(&broker, frame(999, 0, &[]), "")),
             Err(ProtocolError::UnknownApiKey(999))
         ));
         assert!(matches!(
-            rt.block_on(dispatch(&broker, frame(11, 5, &[]))),
+            rt.block_on(dispatch(&broker, frame(11, 99, &[]), "")),
             Err(ProtocolError::UnsupportedVersion {
                 api: ApiKey::JoinGroup,
                 ..
             })
         ));
         assert!(matches!(
-            rt.block_on(dispatch(&broker, Bytes::from_static(&[0, 1]))),
+            rt.block_on(dispatch(&broker, Bytes::from_static(&[0, 1]), "")),
             Err(ProtocolError::ShortFrame(2))
         ));
     }
@@ -199,7 +204,7 @@ mod tests {
             let (rt, broker) = broker(dir.path());
             let (api, min, max) = versions::SUPPORTED[which];
             let version = min + (version_pick % (max - min + 1) as u16) as i16;
-            let _ = rt.block_on(dispatch(&broker, frame(api as i16, version, &body)));
+            let _ = rt.block_on(dispatch(&broker, frame(api as i16, version, &body), ""));
         }
     }
 }

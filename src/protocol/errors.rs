@@ -4,6 +4,7 @@ use kafka_protocol::error::ResponseError;
 use strata_tiering::LogError;
 
 use crate::error::BrokerError;
+use crate::group::GroupError;
 use crate::metadata::MetadataError;
 
 /// The Kafka error a client should see for `error`.
@@ -26,6 +27,7 @@ pub fn response_error(error: &BrokerError) -> ResponseError {
         BrokerError::Log(e) => log_error(e),
         BrokerError::Metadata(e) => metadata_error(e),
         BrokerError::ShuttingDown => ResponseError::BrokerNotAvailable,
+        BrokerError::GroupsUnavailable(_) => ResponseError::CoordinatorNotAvailable,
         BrokerError::ObjectStoreConfig(_) => ResponseError::UnknownServerError,
     }
 }
@@ -61,4 +63,31 @@ fn metadata_error(error: &MetadataError) -> ResponseError {
 /// The error code and message for a response field pair.
 pub fn code_and_message(error: &BrokerError) -> (i16, Option<kafka_protocol::protocol::StrBytes>) {
     (response_error(error).code(), Some(error.to_string().into()))
+}
+
+/// The Kafka error a group member should see for `error`.
+pub fn group_error(error: GroupError) -> ResponseError {
+    match error {
+        GroupError::InvalidGroupId => ResponseError::InvalidGroupId,
+        GroupError::UnknownMemberId => ResponseError::UnknownMemberId,
+        GroupError::IllegalGeneration => ResponseError::IllegalGeneration,
+        GroupError::RebalanceInProgress => ResponseError::RebalanceInProgress,
+        GroupError::FencedInstanceId => ResponseError::FencedInstanceId,
+        GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
+        GroupError::InvalidSessionTimeout => ResponseError::InvalidSessionTimeout,
+        GroupError::MemberIdRequired => ResponseError::MemberIdRequired,
+        GroupError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
+        GroupError::GroupIdNotFound => ResponseError::GroupIdNotFound,
+        GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup,
+        GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
+        GroupError::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge,
+        GroupError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
+        GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+        GroupError::UnsupportedKeyType => ResponseError::InvalidRequest,
+    }
+}
+
+/// The error code of an optional group error (0 for none).
+pub fn group_code(error: Option<GroupError>) -> i16 {
+    error.map_or(0, |e| group_error(e).code())
 }

@@ -1,10 +1,11 @@
 //! The few places the broker looks inside record batches, using the `kafka-protocol` record codec:
-//! recompression for a topic's `compression.type`, and finding the exact record for a timestamp
-//! (ListOffsets). Produce and fetch never decode records.
+//! recompression for a topic's `compression.type`, finding the exact record for a timestamp
+//! (ListOffsets), and the key/value records the group coordinator writes to and reads back from
+//! `__consumer_offsets`. Produce and fetch never decode records.
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
-    Compression, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use strata_tiering::batch::{BatchHeader, split_batches, validate_batch};
 
@@ -69,6 +70,59 @@ pub fn first_record_at_or_after(
         .find(|&(t, o)| t >= timestamp && o >= min_offset))
 }
 
+/// One uncompressed batch of key/value records (a `None` value is a tombstone), as the broker
+/// writes to its internal topics.
+pub fn encode_key_values(records: &[(Bytes, Option<Bytes>)], timestamp: i64) -> Result<Bytes> {
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (key, value))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: -1,
+            timestamp,
+            key: Some(key.clone()),
+            value: value.clone(),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut out = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut out,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .map_err(|e| BrokerError::InvalidRecords(format!("{e:#}")))?;
+    Ok(out.freeze())
+}
+
+/// The keyed records of `batches` (whole batches as read from a log); control records and
+/// records without a key are skipped.
+pub fn decode_key_values(batches: Bytes) -> Result<Vec<(Bytes, Option<Bytes>)>> {
+    let mut out = Vec::new();
+    for range in split_batches(&batches)? {
+        let mut batch = batches.slice(range);
+        let set = RecordBatchDecoder::decode(&mut batch)
+            .map_err(|e| BrokerError::InvalidRecords(format!("{e:#}")))?;
+        out.extend(
+            set.records
+                .into_iter()
+                .filter(|r| !r.control)
+                .filter_map(|r| Some((r.key?, r.value))),
+        );
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,6 +149,20 @@ mod tests {
             recompress(same.clone(), Compression::Zstd).expect("noop"),
             same
         );
+    }
+
+    #[test]
+    fn key_values_round_trip_with_tombstones() {
+        let kv = vec![
+            (Bytes::from_static(b"a"), Some(Bytes::from_static(b"1"))),
+            (Bytes::from_static(b"b"), None),
+        ];
+        let batch = encode_key_values(&kv, 5).expect("encode");
+        strata_tiering::batch::validate_produced_batch(&batch).expect("a valid batch");
+        let mut two = BytesMut::from(&batch[..]);
+        two.extend_from_slice(&batch);
+        let decoded = decode_key_values(two.freeze()).expect("decode");
+        assert_eq!(decoded, [kv.clone(), kv].concat());
     }
 
     #[test]

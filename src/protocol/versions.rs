@@ -23,8 +23,19 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
-    // Answers COORDINATOR_NOT_AVAILABLE until consumer groups exist; see its handler for why.
     (ApiKey::FindCoordinator, 0, 4),
+    // Consumer groups (the classic protocol). librdkafka caps JoinGroup at 5, LeaveGroup at 1
+    // and FindCoordinator at 2; OffsetCommit/OffsetFetch stop below the KIP-848 member epochs.
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 8),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// The supported version range of `api`, if it is supported at all.
@@ -72,6 +83,15 @@ mod tests {
         assert!(!is_supported(ApiKey::ApiVersions, 4));
         // librdkafka enables lz4 only for brokers that list FindCoordinator.
         assert!(is_supported(ApiKey::FindCoordinator, 2));
+        for (api, version) in [
+            (ApiKey::JoinGroup, 5),
+            (ApiKey::LeaveGroup, 1),
+            (ApiKey::SyncGroup, 3),
+            (ApiKey::OffsetCommit, 7),
+            (ApiKey::OffsetFetch, 7),
+        ] {
+            assert!(is_supported(api, version), "{api:?} v{version}");
+        }
         assert!(!is_supported(ApiKey::JoinGroup, 0));
     }
 }

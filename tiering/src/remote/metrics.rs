@@ -35,6 +35,9 @@ pub struct TieringMetrics {
     pub upload_lag_segments: Family<PartitionLabels, Gauge>,
     /// Bytes of local segments, per partition (to see disks fill while uploads are stuck).
     pub local_bytes: Family<PartitionLabels, Gauge>,
+    /// Bytes free on the data directory's file system, so a disk filling while uploads are stuck
+    /// shows before it is fatal.
+    pub data_dir_available_bytes: Gauge,
     /// Record bytes served from the remote tier.
     pub remote_fetch_bytes: Counter,
     /// Fetch reads served from the remote tier.
@@ -83,6 +86,11 @@ impl TieringMetrics {
             "tiering_local_bytes",
             "Bytes of local segments",
             self.local_bytes.clone(),
+        );
+        registry.register(
+            "data_dir_available_bytes",
+            "Bytes free on the data directory's file system",
+            self.data_dir_available_bytes.clone(),
         );
         registry.register(
             "tiering_remote_fetch_bytes",

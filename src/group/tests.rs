@@ -1,0 +1,1 @@
+//! The coordinator over an in-memory log.
