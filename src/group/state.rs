@@ -504,11 +504,12 @@ impl Group {
         self.update_member(&id, request, now_ms);
         match self.state {
             GroupState::PreparingRebalance => {
-                // A member arriving during the initial delay pushes the end of the join phase.
+                // During the initial delay each new member gives others another delay to arrive
+                // (up to the rebalance timeout).
                 if self.join_deadline_cap_ms > 0 {
                     self.join_deadline_ms = self
                         .join_deadline_cap_ms
-                        .min(self.join_deadline_ms.max(now_ms) + self.initial_delay());
+                        .min(self.join_deadline_ms.max(now_ms + self.initial_delay()));
                 }
             }
             _ => self.prepare_rebalance(now_ms),
