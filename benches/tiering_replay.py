@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import urllib3
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
@@ -51,16 +53,30 @@ def replay(bootstrap: str, topic: str, count: int) -> float:
     return count * VALUE_BYTES / MIB / elapsed
 
 
-def raw_get(s3: S3Server, bucket: str, size_mib: int) -> float:
+def raw_get(s3: S3Server, bucket: str, object_mib: int, chunk_mib: int) -> tuple[float, float]:
+    """The S3 server's own GET rate, in MiB/s, for an object the size of a segment: whole (curl),
+    and as sequential ranged GETs of the cache's chunk size on one keep-alive connection, the
+    access pattern of a cold replay."""
     key = "raw-get-probe"
-    s3.client().put_object(Bucket=bucket, Key=key, Body=b"\x5a" * (size_mib * MIB))
-    speeds = []
+    size = object_mib * MIB
+    s3.client().put_object(Bucket=bucket, Key=key, Body=b"\x5a" * size)
+    url = s3.client().generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=600)
+    whole = []
     for _ in range(3):
-        out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{speed_download}",
-                              f"{s3.endpoint}/{bucket}/{key}"], capture_output=True, text=True, check=True)
-        speeds.append(float(out.stdout) / MIB)
+        out = subprocess.run(["curl", "-sf", "-o", "/dev/null", "-w", "%{speed_download} %{size_download}", url],
+                             capture_output=True, text=True, check=True)
+        speed, got = out.stdout.split()
+        assert int(got) == size, f"raw GET read {got} bytes"
+        whole.append(float(speed) / MIB)
+    http = urllib3.PoolManager(maxsize=1)
+    chunk = chunk_mib * MIB
+    start = time.monotonic()
+    for offset in range(0, size, chunk):
+        r = http.request("GET", url, headers={"Range": f"bytes={offset}-{offset + chunk - 1}"})
+        assert r.status == 206 and len(r.data) == min(chunk, size - offset), r.status
+    ranged = size / MIB / (time.monotonic() - start)
     s3.client().delete_object(Bucket=bucket, Key=key)
-    return max(speeds)
+    return max(whole), ranged
 
 
 def requests(m: dict, operation: str) -> float:
@@ -69,7 +85,9 @@ def requests(m: dict, operation: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--mib", type=int, default=256)
+    parser.add_argument("--mib", type=int, default=512, help="data produced and replayed")
+    parser.add_argument("--segment-mib", type=int, default=256, help="segment.bytes of the topics")
+    parser.add_argument("--chunk-mib", type=int, default=4, help="the broker's --cache-chunk-bytes")
     parser.add_argument("--binary", default=str(ROOT / "target" / "release" / "strata"))
     args = parser.parse_args()
     count = args.mib * MIB // VALUE_BYTES
@@ -78,14 +96,15 @@ def main() -> None:
     broker = None
     try:
         bucket = s3.new_bucket()
-        raw = raw_get(s3, bucket, 64)
+        raw, raw_ranged = raw_get(s3, bucket, args.segment_mib, args.chunk_mib)
         flags = s3_broker_args(s3, bucket, "--tiering-interval-ms", "200",
+                               "--cache-chunk-bytes", str(args.chunk_mib * MIB),
                                "--cache-memory-bytes", str(512 * MIB), "--cache-disk-bytes", str(1024 * MIB))
         broker = Broker(Path(args.binary), work / "broker", extra_args=flags, env=S3_ENV).start()
         tiered, local = "tiered", "local"
-        h.create_topic(broker.bootstrap, tiered, 1, {"segment.bytes": str(64 * MIB), "segment.ms": "2000",
+        h.create_topic(broker.bootstrap, tiered, 1, {"segment.bytes": str(args.segment_mib * MIB), "segment.ms": "2000",
                                                      "local.retention.bytes": "0"})
-        h.create_topic(broker.bootstrap, local, 1, {"segment.bytes": str(64 * MIB), "remote.storage.enable": "false"})
+        h.create_topic(broker.bootstrap, local, 1, {"segment.bytes": str(args.segment_mib * MIB), "remote.storage.enable": "false"})
         produce(broker.bootstrap, tiered, count)
         produce(broker.bootstrap, local, count)
         deadline = time.monotonic() + 600
@@ -108,11 +127,15 @@ def main() -> None:
         gib = args.mib / 1024
         result = {
             "mib": args.mib,
+            "segment_mib": args.segment_mib,
+            "chunk_mib": args.chunk_mib,
             "raw_get_mib_s": round(raw, 1),
+            "raw_ranged_get_mib_s": round(raw_ranged, 1),
             "local_replay_mib_s": round(local_rate, 1),
             "cold_replay_mib_s": round(cold, 1),
             "warm_replay_mib_s": round(warm, 1),
             "cold_vs_raw_get": round(cold / raw, 2),
+            "cold_vs_raw_ranged_get": round(cold / raw_ranged, 2),
             "warm_vs_local": round(warm / local_rate, 2),
             "put_class_requests_per_gib_written": round(requests(written, "PUT") / gib, 1),
             "get_requests_per_gib_read_cold": round((requests(after_cold, "GET") - requests(before, "GET")) / gib, 1),

@@ -183,6 +183,13 @@ pub struct SettingsLayer {
     /// Largest `session.timeout.ms` a group member may ask for [default: 1800000].
     #[arg(long, env = "STRATA_GROUP_MAX_SESSION_TIMEOUT_MS")]
     pub group_max_session_timeout_ms: Option<i32>,
+    /// How long committed offsets of an empty group (or a standalone consumer's offsets) are
+    /// kept, in minutes [default: 10080].
+    #[arg(long, env = "STRATA_OFFSETS_RETENTION_MINUTES")]
+    pub offsets_retention_minutes: Option<i64>,
+    /// How often expired offsets are looked for, in ms [default: 600000].
+    #[arg(long, env = "STRATA_OFFSETS_RETENTION_CHECK_INTERVAL_MS")]
+    pub offsets_retention_check_interval_ms: Option<u64>,
 }
 
 impl SettingsLayer {
@@ -247,6 +254,12 @@ impl SettingsLayer {
             group_max_session_timeout_ms: self
                 .group_max_session_timeout_ms
                 .or(lower.group_max_session_timeout_ms),
+            offsets_retention_minutes: self
+                .offsets_retention_minutes
+                .or(lower.offsets_retention_minutes),
+            offsets_retention_check_interval_ms: self
+                .offsets_retention_check_interval_ms
+                .or(lower.offsets_retention_check_interval_ms),
         }
     }
 
@@ -296,6 +309,10 @@ pub struct Settings {
     pub offsets_topic_num_partitions: i32,
     /// Timeouts and limits of consumer groups.
     pub groups: crate::group::state::GroupLimits,
+    /// How long committed offsets of empty groups are kept.
+    pub offsets_retention_ms: i64,
+    /// How often expired offsets are looked for.
+    pub offsets_retention_check_interval_ms: u64,
 }
 
 /// Settings of the remote tier.
@@ -488,7 +505,18 @@ impl Settings {
                 "is larger than a topic may have",
             ));
         }
+        let offsets_retention_ms = positive(
+            "offsets-retention-minutes",
+            layer.offsets_retention_minutes.unwrap_or(10_080),
+        )?
+        .saturating_mul(60_000);
+        let offsets_retention_check_interval_ms = positive(
+            "offsets-retention-check-interval-ms",
+            layer.offsets_retention_check_interval_ms.unwrap_or(600_000),
+        )?;
         Ok(Settings {
+            offsets_retention_ms,
+            offsets_retention_check_interval_ms,
             offsets_topic_num_partitions,
             groups,
             tiering,

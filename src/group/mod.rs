@@ -34,6 +34,10 @@ pub use timers::{GroupMetrics, run_group_timers};
 /// The internal topic of committed offsets and group membership.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
+/// An empty group with no offsets is forgotten only after this long, so a standalone commit
+/// that just created it is not raced.
+const EMPTY_GROUP_GRACE_MS: i64 = 60_000;
+
 /// Kafka's `offset.metadata.max.bytes`.
 pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
 
@@ -337,6 +341,7 @@ impl GroupCoordinator {
                 member.generation,
                 protocol,
                 assignments,
+                now_ms(),
             );
             if completed {
                 let persisted = Self::persist_group(log, &e.group).await;
@@ -574,6 +579,77 @@ impl GroupCoordinator {
             let generation = e.group.generation();
             e.group.tick(now);
             Self::persist_if_emptied(log, &e.group, generation).await;
+        }
+    }
+
+    /// Expires committed offsets (Kafka's `offsets.retention.minutes`): all of a consumer group's
+    /// once it has been empty for `retention_ms`; a standalone consumer's one by one, by commit
+    /// time. Writes their tombstones, and forgets groups left with neither members nor offsets.
+    pub async fn expire_offsets(&self, log: &dyn OffsetsLog, now: i64, retention_ms: i64) {
+        let entries: Vec<(String, Arc<Mutex<GroupEntry>>)> = self
+            .groups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(id, e)| (id.clone(), Arc::clone(e)))
+            .collect();
+        for (id, entry) in entries {
+            let mut e = entry.lock().await;
+            if !e.group.is_empty() {
+                continue;
+            }
+            let idle_since = e.group.state_timestamp_ms();
+            let expired: Vec<(String, i32)> = if e.group.protocol_type().is_some() {
+                if now - idle_since >= retention_ms {
+                    e.offsets.keys().cloned().collect()
+                } else {
+                    Vec::new()
+                }
+            } else {
+                e.offsets
+                    .iter()
+                    .filter(|(_, o)| now - o.commit_timestamp_ms >= retention_ms)
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            };
+            let dead = expired.len() == e.offsets.len() && now - idle_since >= EMPTY_GROUP_GRACE_MS;
+            if expired.is_empty() && !dead {
+                continue;
+            }
+            let mut tombstones: Vec<KeyValue> = expired
+                .iter()
+                .map(|(topic, partition)| {
+                    let key = RecordKey::Offset {
+                        group: id.clone(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                    };
+                    (records::encode_key(&key), None)
+                })
+                .collect();
+            if dead {
+                let key = RecordKey::Group { group: id.clone() };
+                tombstones.push((records::encode_key(&key), None));
+            }
+            let appended = match log.ensure().await {
+                Ok(partitions) => log.append(partition_for(&id, partitions), tombstones).await,
+                Err(err) => Err(err),
+            };
+            if let Err(err) = appended {
+                tracing::warn!(group = %id, error = %err, "could not expire offsets; will retry");
+                continue;
+            }
+            for k in &expired {
+                e.offsets.remove(k);
+            }
+            tracing::info!(group = %id, offsets = expired.len(), forgotten = dead, "expired committed offsets");
+            if dead {
+                drop(e);
+                self.groups
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&id);
+            }
         }
     }
 

@@ -229,3 +229,34 @@ async fn a_group_with_members_is_not_deleted_and_its_membership_survives_a_resta
         "nothing waits for a rebalance once the broker shuts down"
     );
 }
+
+#[tokio::test]
+async fn offsets_expire_by_commit_time_for_standalone_consumers_and_groups_are_forgotten() {
+    let log = MemoryLog::default();
+    let coordinator = GroupCoordinator::new(GroupLimits::default());
+    let day = 86_400_000;
+    let base = crate::broker::now_ms();
+    let mut old = offset(0, 5);
+    old.value.commit_timestamp_ms = base - 2 * day;
+    let mut recent = offset(1, 6);
+    recent.value.commit_timestamp_ms = base;
+    coordinator
+        .commit(&log, "s", STANDALONE, vec![old, recent])
+        .await
+        .expect("committed");
+    coordinator.expire_offsets(&log, base, day).await;
+    let left = coordinator.fetch_offsets("s", None).await;
+    assert_eq!(left.len(), 1, "only the old commit expired");
+    assert_eq!(left[0].0, ("t".to_string(), 1));
+    coordinator.expire_offsets(&log, base + 2 * day, day).await;
+    assert!(
+        coordinator.describe("s").await.is_none(),
+        "an empty group with no offsets is forgotten"
+    );
+    let restarted = GroupCoordinator::new(GroupLimits::default());
+    restarted.load(&log).await.expect("loaded");
+    assert!(
+        restarted.describe("s").await.is_none(),
+        "the tombstones stick"
+    );
+}

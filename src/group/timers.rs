@@ -1,6 +1,6 @@
 //! The coordinator's clock: one task that runs every group's timers (session expiry, the end of
-//! a join phase) and refreshes the consumer-lag gauges, until the broker shuts down; then it
-//! answers every member still waiting in a JoinGroup or SyncGroup.
+//! a join phase), refreshes the consumer-lag gauges and expires old offsets, until the broker
+//! shuts down; then it answers every member still waiting in a JoinGroup or SyncGroup.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,11 +54,21 @@ pub async fn run_group_timers(broker: Arc<Broker>, cancel: CancellationToken) {
     timers.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut lag = tokio::time::interval(LAG_REFRESH);
     lag.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let settings = broker.settings();
+    let retention_ms = settings.offsets_retention_ms;
+    let mut expiry = tokio::time::interval(Duration::from_millis(
+        settings.offsets_retention_check_interval_ms,
+    ));
+    expiry.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = cancel.cancelled() => break,
             _ = timers.tick() => broker.groups().tick(&broker.offsets_log()).await,
             _ = lag.tick() => refresh_lag(&broker).await,
+            _ = expiry.tick() => {
+                let now = crate::broker::now_ms();
+                broker.groups().expire_offsets(&broker.offsets_log(), now, retention_ms).await;
+            }
         }
     }
     broker.groups().shutdown().await;

@@ -72,10 +72,17 @@ fn stable_pair() -> (Group, String, String) {
         (follower.member_id.clone(), Bytes::from_static(b"F")),
     ];
     let mut fs = later(
-        g.sync(&follower.member_id, None, 1, (None, None), Vec::new())
-            .0,
+        g.sync(
+            &follower.member_id,
+            None,
+            1,
+            (None, None),
+            Vec::new(),
+            3_500,
+        )
+        .0,
     );
-    let (reply, completed) = g.sync(&leader.member_id, None, 1, (None, None), assignments);
+    let (reply, completed) = g.sync(&leader.member_id, None, 1, (None, None), assignments, 3_600);
     assert!(completed);
     let mut ls = later(reply);
     g.finish_sync(Ok(()), 4_000);
@@ -157,7 +164,7 @@ fn errors_match_what_clients_expect() {
         now(g.join(request("ghost", &["range"]), t)).error,
         Some(GroupError::UnknownMemberId)
     );
-    let (reply, _) = g.sync(&follower, None, 1, (Some("connect"), None), Vec::new());
+    let (reply, _) = g.sync(&follower, None, 1, (Some("connect"), None), Vec::new(), t);
     assert_eq!(now(reply), Err(GroupError::InconsistentGroupProtocol));
 
     // A rebalance: heartbeats say REBALANCE_IN_PROGRESS, syncs of the old generation too.
@@ -167,7 +174,7 @@ fn errors_match_what_clients_expect() {
         g.heartbeat(&leader, None, 1, t),
         Err(GroupError::RebalanceInProgress)
     );
-    let (reply, _) = g.sync(&follower, None, 1, (None, None), Vec::new());
+    let (reply, _) = g.sync(&follower, None, 1, (None, None), Vec::new(), t);
     assert_eq!(now(reply), Err(GroupError::RebalanceInProgress));
     assert_eq!(
         g.check_commit(&follower, None, 1),
@@ -180,8 +187,8 @@ fn errors_match_what_clients_expect() {
 fn a_member_that_stops_heartbeating_is_removed_and_the_rest_rebalance() {
     let (mut g, leader, follower) = stable_pair();
     // The leader keeps heartbeating; the follower goes silent.
-    // Both sessions started when the join phase ended, at DELAY + 10.
-    let session_end = i64::from(DELAY) + 10 + i64::from(SESSION);
+    // The follower's last sign of life was its SyncGroup, at 3_500.
+    let session_end = 3_500 + i64::from(SESSION);
     let mut t = 4_000;
     while t + 1_000 < session_end {
         t += 1_000;
@@ -260,7 +267,7 @@ fn a_leaders_sync_during_the_sync_phase_is_cancelled_by_a_new_join() {
     let mut a = later(g.join(request("", &["range"]), 0));
     g.tick(i64::from(DELAY));
     let ra = done(&mut a).expect("joined");
-    let (reply, completed) = g.sync(&ra.member_id, None, 1, (None, None), Vec::new());
+    let (reply, completed) = g.sync(&ra.member_id, None, 1, (None, None), Vec::new(), 5);
     assert!(completed);
     let mut waiting = later(reply);
     // The assignment could not be persisted: the member hears it and nothing is kept.
@@ -309,6 +316,7 @@ fn a_static_member_rejoining_under_a_new_id_keeps_its_assignment_and_fences_the_
         1,
         (None, None),
         vec![(first.member_id.clone(), Bytes::from_static(b"A"))],
+        3_050,
     );
     let mut synced = later(reply);
     g.finish_sync(Ok(()), 3_100);
@@ -326,6 +334,7 @@ fn a_static_member_rejoining_under_a_new_id_keeps_its_assignment_and_fences_the_
         1,
         (None, None),
         Vec::new(),
+        5_000,
     );
     assert_eq!(now(reply), Ok(Bytes::from_static(b"A")));
     assert_eq!(
