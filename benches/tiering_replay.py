@@ -2,6 +2,21 @@
 """Replay-from-the-bucket benchmark (issue: tiered storage).
 
 In one run, against a moto S3 server on loopback and the real `strata` binary:
+  1. the S3 server's raw GET throughput for an object the size of a segment: whole (curl), and
+     as sequential ranged GETs of the cache's chunk size (moto's ranged GET costs time in
+     proportion to the whole object, so this is far below the whole-object rate),
+  2. produce --mib MiB to a tiered topic and wait until every segment is in the bucket,
+  3. cold replay: a broker with an empty log directory and an empty cache consumes from offset 0,
+  4. warm replay: the same consumption again, served from the chunk cache,
+  5. local replay: the same data in a topic without remote storage, read from local disk,
+and object-store requests per GiB written and read. Figures are ratios against the baselines of
+the same run (the machine is shared and noisy). Needs a release build (`cargo build --release`).
+
+    ~/.cache/strata-test-venv/bin/python benches/tiering_replay.py [--mib 512] [--segment-mib 256]
+        [--chunk-mib 4] [--read-ahead 4] [--cache-memory-mib 512] [--binary PATH]
+"""Replay-from-the-bucket benchmark (issue: tiered storage).
+
+In one run, against a moto S3 server on loopback and the real `strata` binary:
   1. the S3 server's raw GET throughput (curl, whole object, same machine),
   2. produce SIZE MiB to a tiered topic and wait until every segment is in the bucket,
   3. cold replay: a broker with an empty log directory and an empty cache consumes from offset 0,
@@ -11,6 +26,21 @@ and object-store requests per GiB written and read. Figures are ratios against t
 the same run (the machine is shared and noisy).
 
     ~/.cache/strata-test-venv/bin/python benches/tiering_replay.py [--mib 256] [--binary PATH]
+"""Replay-from-the-bucket benchmark (issue: tiered storage).
+
+In one run, against a moto S3 server on loopback and the real `strata` binary:
+  1. the S3 server's raw GET throughput for an object the size of a segment: whole (curl), and
+     as sequential ranged GETs of the cache's chunk size (moto's ranged GET costs time in
+     proportion to the whole object, so this is far below the whole-object rate),
+  2. produce --mib MiB to a tiered topic and wait until every segment is in the bucket,
+  3. cold replay: a broker with an empty log directory and an empty cache consumes from offset 0,
+  4. warm replay: the same consumption again, served from the chunk cache,
+  5. local replay: the same data in a topic without remote storage, read from local disk,
+and object-store requests per GiB written and read. Figures are ratios against the baselines of
+the same run (the machine is shared and noisy). Needs a release build (`cargo build --release`).
+
+    ~/.cache/strata-test-venv/bin/python benches/tiering_replay.py [--mib 512] [--segment-mib 256]
+        [--chunk-mib 4] [--read-ahead 4] [--cache-memory-mib 512] [--binary PATH]
 """
 
 from __future__ import annotations
@@ -43,7 +73,37 @@ def produce(bootstrap: str, topic: str, count: int) -> None:
 
 
 def replay(bootstrap: str, topic: str, count: int) -> float:
-    """Consumes every message from offset 0; returns MiB/s of values."""
+    """Replay-from-the-bucket benchmark (issue: tiered storage).
+
+In one run, against a moto S3 server on loopback and the real `strata` binary:
+  1. the S3 server's raw GET throughput for an object the size of a segment: whole (curl), and
+     as sequential ranged GETs of the cache's chunk size (moto's ranged GET costs time in
+     proportion to the whole object, so this is far below the whole-object rate),
+  2. produce --mib MiB to a tiered topic and wait until every segment is in the bucket,
+  3. cold replay: a broker with an empty log directory and an empty cache consumes from offset 0,
+  4. warm replay: the same consumption again, served from the chunk cache,
+  5. local replay: the same data in a topic without remote storage, read from local disk,
+and object-store requests per GiB written and read. Figures are ratios against the baselines of
+the same run (the machine is shared and noisy). Needs a release build (`cargo build --release`).
+
+    ~/.cache/strata-test-venv/bin/python benches/tiering_replay.py [--mib 512] [--segment-mib 256]
+        [--chunk-mib 4] [--read-ahead 4] [--cache-memory-mib 512] [--binary PATH]
+"""Consumes every message from offset 0; returns MiB/s of values."""Replay-from-the-bucket benchmark (issue: tiered storage).
+
+In one run, against a moto S3 server on loopback and the real `strata` binary:
+  1. the S3 server's raw GET throughput for an object the size of a segment: whole (curl), and
+     as sequential ranged GETs of the cache's chunk size (moto's ranged GET costs time in
+     proportion to the whole object, so this is far below the whole-object rate),
+  2. produce --mib MiB to a tiered topic and wait until every segment is in the bucket,
+  3. cold replay: a broker with an empty log directory and an empty cache consumes from offset 0,
+  4. warm replay: the same consumption again, served from the chunk cache,
+  5. local replay: the same data in a topic without remote storage, read from local disk,
+and object-store requests per GiB written and read. Figures are ratios against the baselines of
+the same run (the machine is shared and noisy). Needs a release build (`cargo build --release`).
+
+    ~/.cache/strata-test-venv/bin/python benches/tiering_replay.py [--mib 512] [--segment-mib 256]
+        [--chunk-mib 4] [--read-ahead 4] [--cache-memory-mib 512] [--binary PATH]
+"""
     start = time.monotonic()
     got = h.consume_partitions(bootstrap, topic, [0], timeout=600, expect_total=count,
                                **{"fetch.max.bytes": 64 * MIB, "max.partition.fetch.bytes": 16 * MIB,
@@ -54,9 +114,39 @@ def replay(bootstrap: str, topic: str, count: int) -> float:
 
 
 def raw_get(s3: S3Server, bucket: str, object_mib: int, chunk_mib: int) -> tuple[float, float]:
-    """The S3 server's own GET rate, in MiB/s, for an object the size of a segment: whole (curl),
+    """Replay-from-the-bucket benchmark (issue: tiered storage).
+
+In one run, against a moto S3 server on loopback and the real `strata` binary:
+  1. the S3 server's raw GET throughput for an object the size of a segment: whole (curl), and
+     as sequential ranged GETs of the cache's chunk size (moto's ranged GET costs time in
+     proportion to the whole object, so this is far below the whole-object rate),
+  2. produce --mib MiB to a tiered topic and wait until every segment is in the bucket,
+  3. cold replay: a broker with an empty log directory and an empty cache consumes from offset 0,
+  4. warm replay: the same consumption again, served from the chunk cache,
+  5. local replay: the same data in a topic without remote storage, read from local disk,
+and object-store requests per GiB written and read. Figures are ratios against the baselines of
+the same run (the machine is shared and noisy). Needs a release build (`cargo build --release`).
+
+    ~/.cache/strata-test-venv/bin/python benches/tiering_replay.py [--mib 512] [--segment-mib 256]
+        [--chunk-mib 4] [--read-ahead 4] [--cache-memory-mib 512] [--binary PATH]
+"""The S3 server's own GET rate, in MiB/s, for an object the size of a segment: whole (curl),
     and as sequential ranged GETs of the cache's chunk size on one keep-alive connection, the
-    access pattern of a cold replay."""
+    access pattern of a cold replay."""Replay-from-the-bucket benchmark (issue: tiered storage).
+
+In one run, against a moto S3 server on loopback and the real `strata` binary:
+  1. the S3 server's raw GET throughput for an object the size of a segment: whole (curl), and
+     as sequential ranged GETs of the cache's chunk size (moto's ranged GET costs time in
+     proportion to the whole object, so this is far below the whole-object rate),
+  2. produce --mib MiB to a tiered topic and wait until every segment is in the bucket,
+  3. cold replay: a broker with an empty log directory and an empty cache consumes from offset 0,
+  4. warm replay: the same consumption again, served from the chunk cache,
+  5. local replay: the same data in a topic without remote storage, read from local disk,
+and object-store requests per GiB written and read. Figures are ratios against the baselines of
+the same run (the machine is shared and noisy). Needs a release build (`cargo build --release`).
+
+    ~/.cache/strata-test-venv/bin/python benches/tiering_replay.py [--mib 512] [--segment-mib 256]
+        [--chunk-mib 4] [--read-ahead 4] [--cache-memory-mib 512] [--binary PATH]
+"""
     key = "raw-get-probe"
     size = object_mib * MIB
     s3.client().put_object(Bucket=bucket, Key=key, Body=b"\x5a" * size)
@@ -88,6 +178,8 @@ def main() -> None:
     parser.add_argument("--mib", type=int, default=512, help="data produced and replayed")
     parser.add_argument("--segment-mib", type=int, default=256, help="segment.bytes of the topics")
     parser.add_argument("--chunk-mib", type=int, default=4, help="the broker's --cache-chunk-bytes")
+    parser.add_argument("--read-ahead", type=int, default=4, help="the broker's --remote-read-ahead-chunks")
+    parser.add_argument("--cache-memory-mib", type=int, default=512, help="the broker's --cache-memory-bytes")
     parser.add_argument("--binary", default=str(ROOT / "target" / "release" / "strata"))
     args = parser.parse_args()
     count = args.mib * MIB // VALUE_BYTES
@@ -99,7 +191,8 @@ def main() -> None:
         raw, raw_ranged = raw_get(s3, bucket, args.segment_mib, args.chunk_mib)
         flags = s3_broker_args(s3, bucket, "--tiering-interval-ms", "200",
                                "--cache-chunk-bytes", str(args.chunk_mib * MIB),
-                               "--cache-memory-bytes", str(512 * MIB), "--cache-disk-bytes", str(1024 * MIB))
+                               "--remote-read-ahead-chunks", str(args.read_ahead),
+                               "--cache-memory-bytes", str(args.cache_memory_mib * MIB), "--cache-disk-bytes", str(1024 * MIB))
         broker = Broker(Path(args.binary), work / "broker", extra_args=flags, env=S3_ENV).start()
         tiered, local = "tiered", "local"
         h.create_topic(broker.bootstrap, tiered, 1, {"segment.bytes": str(args.segment_mib * MIB), "segment.ms": "2000",
@@ -129,6 +222,8 @@ def main() -> None:
             "mib": args.mib,
             "segment_mib": args.segment_mib,
             "chunk_mib": args.chunk_mib,
+            "read_ahead_chunks": args.read_ahead,
+            "cache_memory_mib": args.cache_memory_mib,
             "raw_get_mib_s": round(raw, 1),
             "raw_ranged_get_mib_s": round(raw_ranged, 1),
             "local_replay_mib_s": round(local_rate, 1),

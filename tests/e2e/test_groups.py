@@ -25,12 +25,13 @@ FAST_GROUPS = ["--group-initial-rebalance-delay-ms", "200"]
 class Member:
     """A group member process running group_member.py."""
 
-    def __init__(self, broker, topic: str, group: str, workdir: Path, name: str, assignor: str = "range"):
+    def __init__(self, broker, topic: str, group: str, workdir: Path, name: str, assignor: str = "range",
+                 instance: str | None = None):
         self.out = workdir / f"{name}.txt"
         self.out.touch()
-        self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "group_member.py"), broker.bootstrap, topic, group, str(self.out), assignor],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        args = [sys.executable, str(HERE / "group_member.py"), broker.bootstrap, topic, group, str(self.out),
+                assignor] + ([instance] if instance else [])
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def lines(self) -> list[str]:
         return self.out.read_text().splitlines()
@@ -160,6 +161,33 @@ def test_librdkafka_assignors_split_the_partitions(broker_factory, topic_name, t
         wait_until(lambda: split_evenly(members), 60, f"{assignor} to split the partitions")
         everything = {(p, o) for p, end in high_watermarks(broker.bootstrap, topic).items() for o in range(end)}
         wait_until(lambda: everything <= set().union(*(m.consumed() for m in members)), 60, "all messages")
+    finally:
+        for m in members:
+            m.stop()
+
+
+@pytest.mark.timeout(120)
+def test_a_static_member_restarting_within_its_session_keeps_its_partitions(broker_factory, topic_name, tmp_path):
+    broker = broker_factory(extra_args=FAST_GROUPS)
+    topic, group = topic_name(), f"g-{uuid.uuid4().hex[:8]}"
+    h.create_topic(broker.bootstrap, topic, PARTITIONS)
+    a = Member(broker, topic, group, tmp_path, "a", instance="instance-a")
+    b = Member(broker, topic, group, tmp_path, "b", instance="instance-b")
+    members = [a, b]
+    try:
+        wait_until(lambda: split_evenly([a, b]), 60, "two static members to split the partitions")
+        before = a.assignment()
+        a_changes = len([ln for ln in a.lines() if ln.startswith("assign")])
+        # b goes away (a static member sends no LeaveGroup) and comes back under a new member id.
+        b.stop()
+        b_again = Member(broker, topic, group, tmp_path, "b2", instance="instance-b")
+        members.append(b_again)
+        wait_until(lambda: b_again.assignment(), 30, "the static member to get its partitions back")
+        assert sorted(b_again.assignment() + before) == list(range(PARTITIONS))
+        time.sleep(2)
+        assert a.assignment() == before
+        assert len([ln for ln in a.lines() if ln.startswith("assign")]) == a_changes, \
+            "the other member saw no rebalance"
     finally:
         for m in members:
             m.stop()

@@ -1,20 +1,25 @@
 //! The chunk cache of the remote tier: fixed-size chunks of remote objects, fetched with ranged
 //! GETs and kept in a `foyer` hybrid cache (memory, then local disk). Concurrent misses on one
-//! chunk share one GET.
+//! chunk share one GET, and a miss may fetch a span of consecutive chunks in that one GET (a
+//! sequential reader's next chunks): fewer, larger requests, which is what object stores bill and
+//! serve best.
 
+use std::collections::{HashSet, VecDeque};
 use std::ops::Range;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::{Bytes, BytesMut};
 use foyer::{
     BlockEngineConfig, DeviceBuilder, Event, EventListener, FsDeviceBuilder, HybridCache,
     HybridCacheBuilder,
 };
+use futures::StreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 use prometheus_client::metrics::counter::Counter;
+use tokio::sync::oneshot;
 
 use super::metrics::TieringMetrics;
 use crate::error::{LogError, Result};
@@ -30,6 +35,10 @@ pub struct CacheSettings {
     pub disk_dir: PathBuf,
     /// Size of one chunk, the unit of ranged GETs.
     pub chunk_bytes: u64,
+}
+
+fn chunk_key(key: &str, index: u64) -> String {
+    format!("{key}#{index}")
 }
 
 /// The foyer disk engine's block size; the disk cache is at least two blocks.
@@ -55,6 +64,8 @@ pub struct ChunkCache {
     store: Arc<dyn ObjectStore>,
     chunk_bytes: u64,
     metrics: TieringMetrics,
+    /// Chunks a read-ahead stream is fetching now, so overlapping read-aheads skip them.
+    streaming: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for ChunkCache {
@@ -97,6 +108,7 @@ impl ChunkCache {
             store,
             chunk_bytes: settings.chunk_bytes.max(4096),
             metrics,
+            streaming: Mutex::new(HashSet::new()),
         })
     }
 
@@ -105,8 +117,16 @@ impl ChunkCache {
         self.chunk_bytes
     }
 
-    /// Chunk `index` of the object `key` of `object_bytes` bytes.
-    pub async fn chunk(&self, key: &str, index: u64, object_bytes: u64) -> Result<Bytes> {
+    /// Chunk `index` of the object `key` of `object_bytes` bytes. On a miss, up to `span`
+    /// consecutive chunks from `index` that are not cached yet come in the same GET and are
+    /// cached before this returns.
+    pub async fn chunk(
+        &self,
+        key: &str,
+        index: u64,
+        object_bytes: u64,
+        span: u64,
+    ) -> Result<Bytes> {
         let start = index * self.chunk_bytes;
         let end = (start + self.chunk_bytes).min(object_bytes);
         if start >= end {
@@ -115,27 +135,56 @@ impl ChunkCache {
                 reason: format!("chunk {index} is past the end of a {object_bytes}-byte object"),
             });
         }
+        // The span stops at the object's end and at the first chunk already cached.
+        let mut span_end = end;
+        for next in index + 1..index + span.max(1) {
+            let next_start = next * self.chunk_bytes;
+            if next_start >= object_bytes || self.cache.contains(&chunk_key(key, next)) {
+                break;
+            }
+            span_end = (next_start + self.chunk_bytes).min(object_bytes);
+        }
         let fetched = Arc::new(AtomicBool::new(false));
         let store = Arc::clone(&self.store);
         let path = Path::from(key);
         let flag = Arc::clone(&fetched);
+        let cache = self.cache.clone();
+        let (chunk_bytes, object_key) = (self.chunk_bytes, key.to_string());
         let entry = self
             .cache
-            .get_or_fetch(&format!("{key}#{index}"), move || async move {
+            .get_or_fetch(&chunk_key(key, index), move || async move {
                 flag.store(true, Ordering::Relaxed);
-                let bytes = store.get_range(&path, start..end).await?;
-                if bytes.len() as u64 != end - start {
+                let bytes = store.get_range(&path, start..span_end).await?;
+                if bytes.len() as u64 != span_end - start {
                     return Err(object_store::Error::Generic {
                         store: "chunk cache",
-                        source: format!("asked for {} bytes, got {}", end - start, bytes.len())
-                            .into(),
+                        source: format!(
+                            "asked for {} bytes, got {}",
+                            span_end - start,
+                            bytes.len()
+                        )
+                        .into(),
                     });
                 }
-                Ok::<_, object_store::Error>(bytes)
+                // The chunks after the one asked for go in first, so a sequential reader that
+                // comes for them once this returns finds them.
+                let mut next = index + 1;
+                let mut from = end - start;
+                while from < bytes.len() as u64 {
+                    let to = (from + chunk_bytes).min(bytes.len() as u64);
+                    cache.insert(
+                        chunk_key(&object_key, next),
+                        bytes.slice(from as usize..to as usize),
+                    );
+                    next += 1;
+                    from = to;
+                }
+                Ok::<_, object_store::Error>(bytes.slice(..(end - start) as usize))
             })
             .await;
         if fetched.load(Ordering::Relaxed) {
-            self.metrics.cache_misses.inc();
+            let chunks = (span_end - start).div_ceil(self.chunk_bytes);
+            self.metrics.cache_misses.inc_by(chunks);
         } else {
             self.metrics.cache_hits.inc();
         }
@@ -151,8 +200,149 @@ impl ChunkCache {
         }
     }
 
-    /// Bytes `range` of the object `key`, assembled from cached chunks.
-    pub async fn read(&self, key: &str, object_bytes: u64, range: Range<u64>) -> Result<Bytes> {
+    /// How many chunks from `first` on (at most `max`) are cached or being fetched, in a row.
+    pub fn ready_ahead(&self, key: &str, first: u64, max: u64) -> u64 {
+        let streaming = self
+            .streaming
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        (first..first + max)
+            .take_while(|&i| {
+                let k = chunk_key(key, i);
+                streaming.contains(&k) || self.cache.contains(&k)
+            })
+            .count() as u64
+    }
+
+    /// Read-ahead: fetches the chunks `first..last` of `key` that are neither cached nor already
+    /// being fetched, with one streaming GET, and caches each chunk the moment its bytes have
+    /// arrived. A reader asking for one of them meanwhile waits for it instead of fetching it
+    /// again. Only one chunk is buffered at a time, so a long read-ahead costs no extra memory
+    /// beyond the cache. Returns how many chunks were fetched.
+    pub async fn stream(&self, key: &str, first: u64, last: u64, object_bytes: u64) -> Result<u64> {
+        let last = last.min(object_bytes.div_ceil(self.chunk_bytes));
+        let (from, to) = {
+            let mut streaming = self
+                .streaming
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let busy = |i: u64| {
+                let k = chunk_key(key, i);
+                streaming.contains(&k) || self.cache.contains(&k)
+            };
+            let from = (first..last).find(|&i| !busy(i)).unwrap_or(last);
+            let to = (from..last).find(|&i| busy(i)).unwrap_or(last);
+            for i in from..to {
+                streaming.insert(chunk_key(key, i));
+            }
+            (from, to)
+        };
+        if from == to {
+            return Ok(0);
+        }
+        let result = self.stream_run(key, from, to, object_bytes).await;
+        let mut streaming = self
+            .streaming
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for i in from..to {
+            streaming.remove(&chunk_key(key, i));
+        }
+        result.map(|()| to - from)
+    }
+
+    async fn stream_run(&self, key: &str, first: u64, last: u64, object_bytes: u64) -> Result<()> {
+        // One pending cache fetch per chunk, completed by the stream below: concurrent readers of
+        // a chunk join its pending fetch.
+        let mut pending: VecDeque<oneshot::Sender<Bytes>> = VecDeque::new();
+        let mut fetches = Vec::new();
+        for index in first..last {
+            let (tx, rx) = oneshot::channel::<Bytes>();
+            pending.push_back(tx);
+            let cache = self.cache.clone();
+            let chunk = chunk_key(key, index);
+            fetches.push(tokio::spawn(async move {
+                let _ = cache
+                    .get_or_fetch(&chunk, move || async move {
+                        rx.await.map_err(|_| object_store::Error::Generic {
+                            store: "chunk cache",
+                            source: "the read-ahead stream failed".into(),
+                        })
+                    })
+                    .await;
+            }));
+        }
+        self.metrics.cache_misses.inc_by(last - first);
+        let streamed = self.fill(key, first, last, object_bytes, pending).await;
+        // Every chunk is cached (or its fetch failed) before the run is released.
+        for fetch in fetches {
+            let _ = fetch.await;
+        }
+        streamed
+    }
+
+    /// Streams chunks `first..last` of `key`, sending each to the next of `pending`.
+    async fn fill(
+        &self,
+        key: &str,
+        first: u64,
+        last: u64,
+        object_bytes: u64,
+        mut pending: VecDeque<oneshot::Sender<Bytes>>,
+    ) -> Result<()> {
+        let start = first * self.chunk_bytes;
+        let end = (last * self.chunk_bytes).min(object_bytes);
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(start..end)),
+            ..GetOptions::default()
+        };
+        let mut stream = self
+            .store
+            .get_opts(&Path::from(key), options)
+            .await
+            .map_err(|e| LogError::object_store(key, e))?
+            .into_stream();
+        let mut position = start;
+        let mut buffer = BytesMut::new();
+        while let Some(piece) = stream.next().await {
+            let mut piece = piece.map_err(|e| LogError::object_store(key, e))?;
+            while !piece.is_empty() {
+                let chunk_end = ((position / self.chunk_bytes + 1) * self.chunk_bytes).min(end);
+                let need = (chunk_end - position) as usize - buffer.len();
+                let take = piece.split_to(need.min(piece.len()));
+                let complete = if buffer.is_empty() && take.len() == need {
+                    take
+                } else {
+                    buffer.extend_from_slice(&take);
+                    if buffer.len() < (chunk_end - position) as usize {
+                        continue;
+                    }
+                    buffer.split().freeze()
+                };
+                position = chunk_end;
+                if let Some(tx) = pending.pop_front() {
+                    let _ = tx.send(complete);
+                }
+            }
+        }
+        if position < end {
+            return Err(LogError::CorruptRemote {
+                key: key.to_string(),
+                reason: format!("the object ended at {position}, before {end}"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Bytes `range` of the object `key`, assembled from cached chunks; a miss fetches up to
+    /// `span` chunks at once (see [`ChunkCache::chunk`]).
+    pub async fn read(
+        &self,
+        key: &str,
+        object_bytes: u64,
+        range: Range<u64>,
+        span: u64,
+    ) -> Result<Bytes> {
         if range.end > object_bytes || range.start > range.end {
             return Err(LogError::CorruptRemote {
                 key: key.to_string(),
@@ -167,13 +357,13 @@ impl ChunkCache {
             return Ok(Bytes::new());
         }
         if first == last {
-            let chunk = self.chunk(key, first, object_bytes).await?;
+            let chunk = self.chunk(key, first, object_bytes, span).await?;
             let offset = first * self.chunk_bytes;
             return Ok(chunk.slice((range.start - offset) as usize..(range.end - offset) as usize));
         }
         let mut out = BytesMut::with_capacity((range.end - range.start) as usize);
         for index in first..=last {
-            let chunk = self.chunk(key, index, object_bytes).await?;
+            let chunk = self.chunk(key, index, object_bytes, span).await?;
             let offset = index * self.chunk_bytes;
             let from = range.start.saturating_sub(offset) as usize;
             let to = ((range.end - offset) as usize).min(chunk.len());
@@ -231,7 +421,7 @@ mod tests {
             7..7,
         ] {
             let got = cache
-                .read("obj", 50_000, range.clone())
+                .read("obj", 50_000, range.clone(), 1)
                 .await
                 .expect("read");
             assert_eq!(
@@ -241,14 +431,115 @@ mod tests {
             );
         }
         let misses = cache.metrics.cache_misses.get();
-        cache.read("obj", 50_000, 100..30_000).await.expect("again");
+        cache
+            .read("obj", 50_000, 100..30_000, 1)
+            .await
+            .expect("again");
         assert_eq!(
             cache.metrics.cache_misses.get(),
             misses,
             "a second read is served from the cache"
         );
         assert!(cache.metrics.cache_hits.get() > 0);
-        assert!(cache.read("obj", 50_000, 0..50_001).await.is_err());
-        assert!(cache.read("missing", 10, 0..5).await.is_err());
+        assert!(cache.read("obj", 50_000, 0..50_001, 1).await.is_err());
+        assert!(cache.read("missing", 10, 0..5, 1).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_miss_fetches_a_span_of_chunks_in_one_get() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let metrics = TieringMetrics::default();
+        let store: Arc<dyn ObjectStore> = Arc::new(super::super::store::HookedStore::new(
+            Arc::new(InMemory::new()),
+            Arc::new(metrics.clone()),
+        ));
+        let data: Vec<u8> = (0..40_000u32).map(|i| (i % 253) as u8).collect();
+        store
+            .put(&Path::from("obj"), PutPayload::from(data.clone()))
+            .await
+            .expect("put");
+        let settings = CacheSettings {
+            memory_bytes: 1 << 20,
+            disk_bytes: 32 << 20,
+            disk_dir: dir.path().to_path_buf(),
+            chunk_bytes: 4096,
+        };
+        let cache = ChunkCache::open(&settings, store, metrics.clone())
+            .await
+            .expect("cache");
+        let gets = || {
+            metrics
+                .object_store_requests
+                .get_or_create(&super::super::metrics::OperationLabels {
+                    operation: "GET".into(),
+                })
+                .get()
+        };
+        // Chunks 0..4 in one GET; reading them all back costs nothing more.
+        let first = cache.read("obj", 40_000, 0..100, 4).await.expect("read");
+        assert_eq!(&first[..], &data[..100]);
+        assert_eq!((gets(), cache.metrics.cache_misses.get()), (1, 4));
+        let four = cache.read("obj", 40_000, 0..16_384, 4).await.expect("read");
+        assert_eq!(&four[..], &data[..16_384]);
+        assert_eq!(gets(), 1, "the span was cached whole");
+        // A span stops at the object's end (chunk 9 is the last, 3,136 bytes).
+        let tail = cache
+            .read("obj", 40_000, 32_768..40_000, 8)
+            .await
+            .expect("tail");
+        assert_eq!(&tail[..], &data[32_768..]);
+        assert_eq!(gets(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_read_ahead_stream_caches_every_chunk_with_one_get() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let metrics = TieringMetrics::default();
+        let store: Arc<dyn ObjectStore> = Arc::new(super::super::store::HookedStore::new(
+            Arc::new(InMemory::new()),
+            Arc::new(metrics.clone()),
+        ));
+        let data: Vec<u8> = (0..40_000u32).map(|i| (i % 241) as u8).collect();
+        store
+            .put(&Path::from("obj"), PutPayload::from(data.clone()))
+            .await
+            .expect("put");
+        let settings = CacheSettings {
+            memory_bytes: 1 << 20,
+            disk_bytes: 32 << 20,
+            disk_dir: dir.path().to_path_buf(),
+            chunk_bytes: 4096,
+        };
+        let cache = ChunkCache::open(&settings, store, metrics.clone())
+            .await
+            .expect("cache");
+        let gets = || {
+            metrics
+                .object_store_requests
+                .get_or_create(&super::super::metrics::OperationLabels {
+                    operation: "GET".into(),
+                })
+                .get()
+        };
+        cache.chunk("obj", 2, 40_000, 1).await.expect("chunk 2");
+        // A run stops at a cached chunk: chunks 0 and 1, then (skipping the cached chunk 2)
+        // 3 to the end, one GET each; then nothing is left to fetch.
+        assert_eq!(
+            cache.stream("obj", 0, 100, 40_000).await.expect("stream"),
+            2
+        );
+        assert_eq!(
+            cache.stream("obj", 0, 100, 40_000).await.expect("stream"),
+            7
+        );
+        assert_eq!(
+            cache.stream("obj", 0, 100, 40_000).await.expect("stream"),
+            0
+        );
+        assert_eq!(gets(), 3);
+        let all = cache.read("obj", 40_000, 0..40_000, 1).await.expect("read");
+        assert_eq!(&all[..], &data[..]);
+        assert_eq!(gets(), 3, "everything was cached by the streams");
+        assert!(cache.stream("missing", 0, 4, 40_000).await.is_err());
     }
 }

@@ -17,6 +17,18 @@ use crate::index::{OffsetIndex, TimeIndex};
 /// Parsed indexes kept per object; a bounded map, since the chunks under it are cached anyway.
 const PARSED_INDEXES: usize = 256;
 
+/// How far the read-ahead window of a sequential reader grows, as a multiple of
+/// `read_ahead_chunks`.
+const MAX_WINDOW_FACTOR: u64 = 16;
+
+/// Where a partition's last remote read ended, and its read-ahead window.
+#[derive(Debug)]
+struct ReadState {
+    key: String,
+    end: u64,
+    window: u64,
+}
+
 /// The parsed offset and time indexes of one remote segment.
 type SegmentIndexes = (Arc<OffsetIndex>, Arc<TimeIndex>);
 
@@ -26,6 +38,7 @@ pub struct RemoteReader {
     cache: Arc<ChunkCache>,
     read_ahead_chunks: u64,
     indexes: Mutex<HashMap<String, SegmentIndexes>>,
+    windows: Mutex<HashMap<(uuid::Uuid, i32), ReadState>>,
     metrics: TieringMetrics,
 }
 
@@ -37,12 +50,14 @@ fn corrupt(segment: &RemoteSegment, reason: impl Into<String>) -> LogError {
 }
 
 impl RemoteReader {
-    /// A reader over `cache` that prefetches `read_ahead_chunks` chunks after each read.
+    /// A reader over `cache` whose read-ahead starts at `read_ahead_chunks` chunks after a read
+    /// and grows while a partition is read sequentially.
     pub fn new(cache: Arc<ChunkCache>, read_ahead_chunks: u64, metrics: TieringMetrics) -> Self {
         RemoteReader {
             cache,
             read_ahead_chunks,
             indexes: Mutex::new(HashMap::new()),
+            windows: Mutex::new(HashMap::new()),
             metrics,
         }
     }
@@ -73,7 +88,12 @@ impl RemoteReader {
         let want = (max_bytes as u64).min(available);
         let mut data = self
             .cache
-            .read(&segment.key, segment.object_bytes(), start..start + want)
+            .read(
+                &segment.key,
+                segment.object_bytes(),
+                start..start + want,
+                self.read_ahead_chunks,
+            )
             .await?;
         let mut end = whole_batches(&data);
         if end == 0 && min_one {
@@ -87,7 +107,12 @@ impl RemoteReader {
             }
             data = self
                 .cache
-                .read(&segment.key, segment.object_bytes(), start..start + size)
+                .read(
+                    &segment.key,
+                    segment.object_bytes(),
+                    start..start + size,
+                    self.read_ahead_chunks,
+                )
                 .await?;
             end = data.len();
         }
@@ -97,7 +122,7 @@ impl RemoteReader {
         }
         self.metrics.remote_fetch_requests.inc();
         self.metrics.remote_fetch_bytes.inc_by(data.len() as u64);
-        self.prefetch(manifest, segment, start + data.len() as u64);
+        self.prefetch(manifest, segment, start, start + data.len() as u64);
         Ok(data)
     }
 
@@ -130,7 +155,7 @@ impl RemoteReader {
                 let end = position + header.total_size() as u64;
                 let batch = self
                     .cache
-                    .read(&segment.key, segment.object_bytes(), position..end)
+                    .read(&segment.key, segment.object_bytes(), position..end, 1)
                     .await?;
                 batch::validate_batch(&batch).map_err(|e| corrupt(segment, e.to_string()))?;
                 return Ok(Some(batch));
@@ -152,6 +177,7 @@ impl RemoteReader {
                 &segment.key,
                 segment.object_bytes(),
                 position..position + HEADER_SIZE as u64,
+                self.read_ahead_chunks,
             )
             .await?;
         let header = BatchHeader::parse(&bytes)?;
@@ -195,11 +221,11 @@ impl RemoteReader {
         let offsets_end = segment.log_bytes + segment.offset_index_bytes;
         let offset_bytes = self
             .cache
-            .read(&segment.key, object, segment.log_bytes..offsets_end)
+            .read(&segment.key, object, segment.log_bytes..offsets_end, 1)
             .await?;
         let time_bytes = self
             .cache
-            .read(&segment.key, object, offsets_end..object)
+            .read(&segment.key, object, offsets_end..object, 1)
             .await?;
         let offsets = OffsetIndex::from_bytes(&offset_bytes, segment.log_bytes)
             .ok_or_else(|| corrupt(segment, "the offset index is malformed"))?;
@@ -214,16 +240,54 @@ impl RemoteReader {
         Ok(parsed)
     }
 
-    /// Fetches the chunks after `position` in the background, continuing into the next segment.
-    fn prefetch(&self, manifest: &Manifest, segment: &RemoteSegment, position: u64) {
+    /// The read-ahead window of a partition after a read of `start..end` in `segment`: it starts
+    /// at `read_ahead_chunks`, doubles while reads follow each other (up to
+    /// [`MAX_WINDOW_FACTOR`] times that), and starts over after a jump.
+    fn window(&self, manifest: &Manifest, segment: &RemoteSegment, start: u64, end: u64) -> u64 {
+        let base = self.read_ahead_chunks.max(1);
+        let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
+        if windows.len() >= PARSED_INDEXES {
+            windows.clear();
+        }
+        let state = windows
+            .entry((manifest.topic_id, manifest.partition))
+            .or_insert_with(|| ReadState {
+                key: String::new(),
+                end: u64::MAX,
+                window: base,
+            });
+        let follows = (state.key == segment.key && state.end == start)
+            || (state.key != segment.key && start == 0);
+        state.window = if follows {
+            (state.window * 2).min(base * MAX_WINDOW_FACTOR)
+        } else {
+            base
+        };
+        state.key = segment.key.clone();
+        state.end = end;
+        state.window
+    }
+
+    /// Streams the chunks after `end` into the cache in the background, continuing into the next
+    /// segment, as far as the partition's read-ahead window reaches.
+    fn prefetch(&self, manifest: &Manifest, segment: &RemoteSegment, start: u64, end: u64) {
         let chunk = self.cache.chunk_bytes();
-        let mut wanted = Vec::new();
+        let mut remaining = self.window(manifest, segment, start, end);
+        let mut runs = Vec::new();
         let mut current = segment;
-        let mut index = position / chunk;
-        while (wanted.len() as u64) < self.read_ahead_chunks {
-            if index * chunk < current.log_bytes {
-                wanted.push((current.key.clone(), index, current.object_bytes()));
-                index += 1;
+        let mut index = end / chunk;
+        while remaining > 0 {
+            let log_chunks = current.log_bytes.div_ceil(chunk);
+            if index < log_chunks {
+                let n = remaining.min(log_chunks - index);
+                runs.push((
+                    current.key.clone(),
+                    index,
+                    index + n,
+                    current.object_bytes(),
+                ));
+                remaining -= n;
+                index += n;
             } else {
                 let Some(next) = manifest.next_after(&current.key) else {
                     break;
@@ -232,14 +296,20 @@ impl RemoteReader {
                 index = 0;
             }
         }
-        if wanted.is_empty() {
+        // Refill in large steps: nothing while half the window ahead is fetched or on its way,
+        // so each GET is long (object stores charge, and some serve, per request).
+        let window: u64 = runs.iter().map(|(_, first, last, _)| last - first).sum();
+        let ready = runs.first().map_or(0, |(key, first, last, _)| {
+            self.cache.ready_ahead(key, *first, last - first)
+        });
+        if runs.is_empty() || ready * 2 >= window {
             return;
         }
         let cache = Arc::clone(&self.cache);
         tokio::spawn(async move {
-            for (key, index, size) in wanted {
-                if let Err(e) = cache.chunk(&key, index, size).await {
-                    tracing::debug!(key, index, error = %e, "prefetch failed");
+            for (key, first, last, size) in runs {
+                if let Err(e) = cache.stream(&key, first, last, size).await {
+                    tracing::debug!(key, first, error = %e, "read-ahead failed");
                     return;
                 }
             }
