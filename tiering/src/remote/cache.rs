@@ -445,9 +445,8 @@ mod tests {
         assert!(cache.read("missing", 10, 0..5, 1).await.is_err());
     }
 
-    #[tokio::test]
-    async fn a_miss_fetches_a_span_of_chunks_in_one_get() {
-        let dir = tempfile::tempdir().expect("tempdir");
+    /// A cache of 4 KiB chunks over a 40,000-byte object "obj", with request counters.
+    async fn counted_cache(dir: &std::path::Path) -> (ChunkCache, Vec<u8>, TieringMetrics) {
         let metrics = TieringMetrics::default();
         let store: Arc<dyn ObjectStore> = Arc::new(super::super::store::HookedStore::new(
             Arc::new(InMemory::new()),
@@ -458,23 +457,23 @@ mod tests {
             .put(&Path::from("obj"), PutPayload::from(data.clone()))
             .await
             .expect("put");
-        let settings = CacheSettings {
-            memory_bytes: 1 << 20,
-            disk_bytes: 32 << 20,
-            disk_dir: dir.path().to_path_buf(),
-            chunk_bytes: 4096,
-        };
-        let cache = ChunkCache::open(&settings, store, metrics.clone())
-            .await
-            .expect("cache");
-        let gets = || {
-            metrics
-                .object_store_requests
-                .get_or_create(&super::super::metrics::OperationLabels {
-                    operation: "GET".into(),
-                })
-                .get()
-        };
+        (test_cache(dir, store, 4096).await, data, metrics)
+    }
+
+    fn get_count(metrics: &TieringMetrics) -> u64 {
+        metrics
+            .object_store_requests
+            .get_or_create(&super::super::metrics::OperationLabels {
+                operation: "GET".into(),
+            })
+            .get()
+    }
+
+    #[tokio::test]
+    async fn a_miss_fetches_a_span_of_chunks_in_one_get() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cache, data, metrics) = counted_cache(dir.path()).await;
+        let gets = || get_count(&metrics);
         // Chunks 0..4 in one GET; reading them all back costs nothing more.
         let first = cache.read("obj", 40_000, 0..100, 4).await.expect("read");
         assert_eq!(&first[..], &data[..100]);
@@ -494,33 +493,8 @@ mod tests {
     #[tokio::test]
     async fn a_read_ahead_stream_caches_every_chunk_with_one_get() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let metrics = TieringMetrics::default();
-        let store: Arc<dyn ObjectStore> = Arc::new(super::super::store::HookedStore::new(
-            Arc::new(InMemory::new()),
-            Arc::new(metrics.clone()),
-        ));
-        let data: Vec<u8> = (0..40_000u32).map(|i| (i % 241) as u8).collect();
-        store
-            .put(&Path::from("obj"), PutPayload::from(data.clone()))
-            .await
-            .expect("put");
-        let settings = CacheSettings {
-            memory_bytes: 1 << 20,
-            disk_bytes: 32 << 20,
-            disk_dir: dir.path().to_path_buf(),
-            chunk_bytes: 4096,
-        };
-        let cache = ChunkCache::open(&settings, store, metrics.clone())
-            .await
-            .expect("cache");
-        let gets = || {
-            metrics
-                .object_store_requests
-                .get_or_create(&super::super::metrics::OperationLabels {
-                    operation: "GET".into(),
-                })
-                .get()
-        };
+        let (cache, data, metrics) = counted_cache(dir.path()).await;
+        let gets = || get_count(&metrics);
         cache.chunk("obj", 2, 40_000, 1).await.expect("chunk 2");
         // A run stops at a cached chunk: chunks 0 and 1, then (skipping the cached chunk 2)
         // 3 to the end, one GET each; then nothing is left to fetch.
