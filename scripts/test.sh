@@ -53,13 +53,20 @@ APT_NEEDS=(
   "kcat:kcat"
   "node:nodejs"
   "npm:npm"
+  # The consumer-lag checker the group tests point at the broker, and the ZooKeeper it insists on
+  # for its own coordination (started by the test, on loopback).
+  "Burrow:burrow"
+  "/usr/share/zookeeper/bin/zkServer.sh:zookeeper"
   # SERVICES (later): "etcd:etcd-server" goes here. The S3 server (moto) comes from the venv.
 )
 
 install_apt_packages() {
   local missing=() entry
   for entry in "${APT_NEEDS[@]}"; do
-    command -v "${entry%%:*}" >/dev/null 2>&1 || missing+=("${entry#*:}")
+    case "$entry" in
+      /*) [ -x "${entry%%:*}" ] || missing+=("${entry#*:}") ;;
+      *) command -v "${entry%%:*}" >/dev/null 2>&1 || missing+=("${entry#*:}") ;;
+    esac
   done
   if [ "${#missing[@]}" -eq 0 ]; then
     return 0

@@ -1,6 +1,6 @@
 //! Decoding a request frame, routing it to its handler and encoding the response.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
@@ -93,6 +93,14 @@ pub async fn dispatch(
     };
     let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
         .map_err(malformed)?;
+    if api == ApiKey::ListOffsets && version == 0 {
+        let request = handlers::list_offsets_v0::decode(frame).map_err(|e| malformed(e.into()))?;
+        let body = handlers::list_offsets_v0::handle(broker, request).await;
+        let mut out = BytesMut::with_capacity(4 + body.len());
+        out.put_i32(header.correlation_id);
+        out.extend_from_slice(&body);
+        return Ok(Some(out.freeze()));
+    }
     let request = RequestKind::decode(api, &mut frame, version).map_err(malformed)?;
     let Some(response) = handlers::handle(broker, &header, client_host, api, request).await? else {
         return Ok(None);

@@ -11,7 +11,8 @@ use kafka_protocol::messages::ApiKey;
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 11),
     (ApiKey::Fetch, 4, 16),
-    (ApiKey::ListOffsets, 1, 8),
+    // v0 has a hand-written codec (handlers/list_offsets_v0.rs) for clients that never ask.
+    (ApiKey::ListOffsets, 0, 8),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 7),
@@ -58,6 +59,12 @@ mod tests {
     #[test]
     fn every_advertised_version_is_one_the_codec_knows() {
         for &(api, min, max) in SUPPORTED {
+            // ListOffsets v0 is decoded by hand.
+            let min = if api == ApiKey::ListOffsets {
+                min.max(1)
+            } else {
+                min
+            };
             let codec = api.valid_versions();
             assert!(
                 codec.min <= min && max <= codec.max,
