@@ -85,7 +85,9 @@ pub fn encode_key_values(records: &[(Bytes, Option<Bytes>)], timestamp: i64) -> 
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: -1,
+            // Non-idempotent: base sequence -1, which the codec numbers records from; any other
+            // numbering would split the records into one batch each.
+            sequence: i as i32 - 1,
             timestamp,
             key: Some(key.clone()),
             value: value.clone(),

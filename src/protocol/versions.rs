@@ -99,6 +99,5 @@ mod tests {
         ] {
             assert!(is_supported(api, version), "{api:?} v{version}");
         }
-        assert!(!is_supported(ApiKey::JoinGroup, 0));
     }
 }
