@@ -14,33 +14,6 @@ the same run (the machine is shared and noisy). Needs a release build (`cargo bu
 
     ~/.cache/strata-test-venv/bin/python benches/tiering_replay.py [--mib 512] [--segment-mib 256]
         [--chunk-mib 4] [--read-ahead 4] [--cache-memory-mib 512] [--binary PATH]
-"""Replay-from-the-bucket benchmark (issue: tiered storage).
-
-In one run, against a moto S3 server on loopback and the real `strata` binary:
-  1. the S3 server's raw GET throughput (curl, whole object, same machine),
-  2. produce SIZE MiB to a tiered topic and wait until every segment is in the bucket,
-  3. cold replay: a broker with an empty log directory and an empty cache consumes from offset 0,
-  4. warm replay: the same consumption again, served from the chunk cache,
-  5. local replay: the same data in a topic without remote storage, read from local disk,
-and object-store requests per GiB written and read. Figures are ratios against the baselines of
-the same run (the machine is shared and noisy).
-
-    ~/.cache/strata-test-venv/bin/python benches/tiering_replay.py [--mib 256] [--binary PATH]
-"""Replay-from-the-bucket benchmark (issue: tiered storage).
-
-In one run, against a moto S3 server on loopback and the real `strata` binary:
-  1. the S3 server's raw GET throughput for an object the size of a segment: whole (curl), and
-     as sequential ranged GETs of the cache's chunk size (moto's ranged GET costs time in
-     proportion to the whole object, so this is far below the whole-object rate),
-  2. produce --mib MiB to a tiered topic and wait until every segment is in the bucket,
-  3. cold replay: a broker with an empty log directory and an empty cache consumes from offset 0,
-  4. warm replay: the same consumption again, served from the chunk cache,
-  5. local replay: the same data in a topic without remote storage, read from local disk,
-and object-store requests per GiB written and read. Figures are ratios against the baselines of
-the same run (the machine is shared and noisy). Needs a release build (`cargo build --release`).
-
-    ~/.cache/strata-test-venv/bin/python benches/tiering_replay.py [--mib 512] [--segment-mib 256]
-        [--chunk-mib 4] [--read-ahead 4] [--cache-memory-mib 512] [--binary PATH]
 """
 
 from __future__ import annotations
@@ -73,37 +46,7 @@ def produce(bootstrap: str, topic: str, count: int) -> None:
 
 
 def replay(bootstrap: str, topic: str, count: int) -> float:
-    """Replay-from-the-bucket benchmark (issue: tiered storage).
-
-In one run, against a moto S3 server on loopback and the real `strata` binary:
-  1. the S3 server's raw GET throughput for an object the size of a segment: whole (curl), and
-     as sequential ranged GETs of the cache's chunk size (moto's ranged GET costs time in
-     proportion to the whole object, so this is far below the whole-object rate),
-  2. produce --mib MiB to a tiered topic and wait until every segment is in the bucket,
-  3. cold replay: a broker with an empty log directory and an empty cache consumes from offset 0,
-  4. warm replay: the same consumption again, served from the chunk cache,
-  5. local replay: the same data in a topic without remote storage, read from local disk,
-and object-store requests per GiB written and read. Figures are ratios against the baselines of
-the same run (the machine is shared and noisy). Needs a release build (`cargo build --release`).
-
-    ~/.cache/strata-test-venv/bin/python benches/tiering_replay.py [--mib 512] [--segment-mib 256]
-        [--chunk-mib 4] [--read-ahead 4] [--cache-memory-mib 512] [--binary PATH]
-"""Consumes every message from offset 0; returns MiB/s of values."""Replay-from-the-bucket benchmark (issue: tiered storage).
-
-In one run, against a moto S3 server on loopback and the real `strata` binary:
-  1. the S3 server's raw GET throughput for an object the size of a segment: whole (curl), and
-     as sequential ranged GETs of the cache's chunk size (moto's ranged GET costs time in
-     proportion to the whole object, so this is far below the whole-object rate),
-  2. produce --mib MiB to a tiered topic and wait until every segment is in the bucket,
-  3. cold replay: a broker with an empty log directory and an empty cache consumes from offset 0,
-  4. warm replay: the same consumption again, served from the chunk cache,
-  5. local replay: the same data in a topic without remote storage, read from local disk,
-and object-store requests per GiB written and read. Figures are ratios against the baselines of
-the same run (the machine is shared and noisy). Needs a release build (`cargo build --release`).
-
-    ~/.cache/strata-test-venv/bin/python benches/tiering_replay.py [--mib 512] [--segment-mib 256]
-        [--chunk-mib 4] [--read-ahead 4] [--cache-memory-mib 512] [--binary PATH]
-"""
+    """Consumes every message from offset 0; returns MiB/s of values."""
     start = time.monotonic()
     got = h.consume_partitions(bootstrap, topic, [0], timeout=600, expect_total=count,
                                **{"fetch.max.bytes": 64 * MIB, "max.partition.fetch.bytes": 16 * MIB,
@@ -114,39 +57,9 @@ the same run (the machine is shared and noisy). Needs a release build (`cargo bu
 
 
 def raw_get(s3: S3Server, bucket: str, object_mib: int, chunk_mib: int) -> tuple[float, float]:
-    """Replay-from-the-bucket benchmark (issue: tiered storage).
-
-In one run, against a moto S3 server on loopback and the real `strata` binary:
-  1. the S3 server's raw GET throughput for an object the size of a segment: whole (curl), and
-     as sequential ranged GETs of the cache's chunk size (moto's ranged GET costs time in
-     proportion to the whole object, so this is far below the whole-object rate),
-  2. produce --mib MiB to a tiered topic and wait until every segment is in the bucket,
-  3. cold replay: a broker with an empty log directory and an empty cache consumes from offset 0,
-  4. warm replay: the same consumption again, served from the chunk cache,
-  5. local replay: the same data in a topic without remote storage, read from local disk,
-and object-store requests per GiB written and read. Figures are ratios against the baselines of
-the same run (the machine is shared and noisy). Needs a release build (`cargo build --release`).
-
-    ~/.cache/strata-test-venv/bin/python benches/tiering_replay.py [--mib 512] [--segment-mib 256]
-        [--chunk-mib 4] [--read-ahead 4] [--cache-memory-mib 512] [--binary PATH]
-"""The S3 server's own GET rate, in MiB/s, for an object the size of a segment: whole (curl),
+    """The S3 server's own GET rate, in MiB/s, for an object the size of a segment: whole (curl),
     and as sequential ranged GETs of the cache's chunk size on one keep-alive connection, the
-    access pattern of a cold replay."""Replay-from-the-bucket benchmark (issue: tiered storage).
-
-In one run, against a moto S3 server on loopback and the real `strata` binary:
-  1. the S3 server's raw GET throughput for an object the size of a segment: whole (curl), and
-     as sequential ranged GETs of the cache's chunk size (moto's ranged GET costs time in
-     proportion to the whole object, so this is far below the whole-object rate),
-  2. produce --mib MiB to a tiered topic and wait until every segment is in the bucket,
-  3. cold replay: a broker with an empty log directory and an empty cache consumes from offset 0,
-  4. warm replay: the same consumption again, served from the chunk cache,
-  5. local replay: the same data in a topic without remote storage, read from local disk,
-and object-store requests per GiB written and read. Figures are ratios against the baselines of
-the same run (the machine is shared and noisy). Needs a release build (`cargo build --release`).
-
-    ~/.cache/strata-test-venv/bin/python benches/tiering_replay.py [--mib 512] [--segment-mib 256]
-        [--chunk-mib 4] [--read-ahead 4] [--cache-memory-mib 512] [--binary PATH]
-"""
+    access pattern of a cold replay."""
     key = "raw-get-probe"
     size = object_mib * MIB
     s3.client().put_object(Bucket=bucket, Key=key, Body=b"\x5a" * size)
