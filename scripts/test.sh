@@ -8,7 +8,7 @@
 #   2. create/reuse the Python venv for the e2e tests and install its packages
 #      (tests/e2e/requirements.txt) only when they changed or are missing;
 #      install the kafkajs test's npm packages likewise
-#   3. start external services for the tests (etcd later; see SERVICES below). The S3-compatible
+#   3. start external services for the tests (etcd; see SERVICES below). The S3-compatible
 #      server (moto_server from the venv) is started and stopped by the e2e fixtures
 #      (tests/e2e/conftest.py), on a free loopback port, so each test can also freeze it.
 #   4. cargo fmt --check, clippy -D warnings, build, test
@@ -57,7 +57,9 @@ APT_NEEDS=(
   # for its own coordination (started by the test, on loopback).
   "Burrow:burrow"
   "/usr/share/zookeeper/bin/zkServer.sh:zookeeper"
-  # SERVICES (later): "etcd:etcd-server" goes here. The S3 server (moto) comes from the venv.
+  # The metadata store of clusters (Debian's package does not start a service by itself).
+  "etcd:etcd-server"
+  # The S3 server (moto) comes from the venv.
 )
 
 install_apt_packages() {
@@ -128,18 +130,44 @@ setup_npm() {
 # ----------------------------------------------------------------------------
 # 3. External services for the tests
 # ----------------------------------------------------------------------------
-# SERVICES: start etcd (Debian etcd-server) here when clusters arrive,
-# each on a free 127.0.0.1 port with its data under "$SERVICES_DIR", and export
-# their endpoints (e.g. STRATA_TEST_ETCD_ENDPOINT, STRATA_TEST_S3_ENDPOINT) for
-# cargo test and pytest. Record every PID in SERVICE_PIDS so stop_services
+# SERVICES: etcd (Debian etcd-server) on a free 127.0.0.1 port with its data under
+# "$SERVICES_DIR"; its endpoint is exported as STRATA_TEST_ETCD_ENDPOINT for cargo test
+# and pytest. Record every PID in SERVICE_PIDS so stop_services
 # ends exactly those processes. Keep both functions quiet: nothing may be
 # printed after pytest's summary line.
 SERVICES_DIR=""
 SERVICE_PIDS=()
 
+free_port() {
+  "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# One etcd on loopback for the whole run; tests namespace their keys with their own cluster
+# names. Fast heartbeats and elections make it ready in about 0.1 s.
+start_etcd() {
+  local client peer i
+  client="$(free_port)"
+  peer="$(free_port)"
+  etcd --name strata-test --data-dir "$SERVICES_DIR/etcd" \
+    --listen-client-urls "http://127.0.0.1:$client" --advertise-client-urls "http://127.0.0.1:$client" \
+    --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+    --initial-cluster "strata-test=http://127.0.0.1:$peer" \
+    --heartbeat-interval 10 --election-timeout 100 >"$SERVICES_DIR/etcd.log" 2>&1 &
+  SERVICE_PIDS+=("$!")
+  for i in $(seq 1 100); do
+    if "$PY" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$client/health', timeout=1)" 2>/dev/null; then
+      export STRATA_TEST_ETCD_ENDPOINT="http://127.0.0.1:$client"
+      return 0
+    fi
+    sleep 0.1
+  done
+  cat "$SERVICES_DIR/etcd.log" >&2
+  die "etcd did not become ready"
+}
+
 start_services() {
   SERVICES_DIR="$(mktemp -d "${TMPDIR:-/tmp}/strata-test-services.XXXXXX")"
-  # (none yet)
+  start_etcd
 }
 
 stop_services() {

@@ -11,7 +11,9 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::{Broker, run_housekeeping};
 use crate::error::BrokerError;
 use crate::group::run_group_timers;
+use crate::metadata::MetadataStore;
 use crate::metadata::embedded::EmbeddedStore;
+use crate::metadata::etcd::EtcdStore;
 use crate::metrics_http;
 use crate::protocol::server;
 use crate::settings::Settings;
@@ -60,9 +62,17 @@ pub async fn start(settings: Settings) -> Result<Running, StartupError> {
     let lock = File::create(dir.join(".lock")).map_err(|e| data_dir_error(e.to_string()))?;
     lock.try_lock()
         .map_err(|_| data_dir_error("another broker is using it".into()))?;
-    let store = EmbeddedStore::open(&dir.join("metadata.json")).map_err(BrokerError::from)?;
+    let store: Arc<dyn MetadataStore> = if settings.etcd.is_empty() {
+        Arc::new(EmbeddedStore::open(&dir.join("metadata.json")).map_err(BrokerError::from)?)
+    } else {
+        Arc::new(
+            EtcdStore::connect(&settings.etcd, &settings.cluster_name)
+                .await
+                .map_err(BrokerError::from)?,
+        )
+    };
     let listen = settings.listen;
-    let broker = Broker::open(settings, Arc::new(store)).await?;
+    let broker = Broker::open(settings, store).await?;
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|source| StartupError::Bind {

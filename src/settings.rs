@@ -170,6 +170,14 @@ pub struct SettingsLayer {
     /// Address of the HTTP endpoint serving Prometheus /metrics [default: 127.0.0.1:9644].
     #[arg(long, env = "STRATA_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+    /// etcd endpoints holding the cluster metadata, comma-separated
+    /// (`http://127.0.0.1:2379,...`); unset: the embedded single-node store in the data directory.
+    #[arg(long, env = "STRATA_ETCD", value_delimiter = ',')]
+    pub etcd: Option<Vec<String>>,
+    /// The cluster's name: every etcd key lives under `/strata/<name>/`, so clusters can share
+    /// one etcd [default: strata].
+    #[arg(long, env = "STRATA_CLUSTER_NAME")]
+    pub cluster_name: Option<String>,
     /// Partitions of `__consumer_offsets`, fixed once it exists [default: 50].
     #[arg(long, env = "STRATA_OFFSETS_TOPIC_NUM_PARTITIONS")]
     pub offsets_topic_num_partitions: Option<i32>,
@@ -242,6 +250,8 @@ impl SettingsLayer {
                 .remote_read_ahead_chunks
                 .or(lower.remote_read_ahead_chunks),
             metrics_listen: self.metrics_listen.or(lower.metrics_listen),
+            etcd: self.etcd.or(lower.etcd),
+            cluster_name: self.cluster_name.or(lower.cluster_name),
             offsets_topic_num_partitions: self
                 .offsets_topic_num_partitions
                 .or(lower.offsets_topic_num_partitions),
@@ -305,6 +315,10 @@ pub struct Settings {
     pub tiering: TieringSettings,
     /// Where Prometheus /metrics is served.
     pub metrics_listen: SocketAddr,
+    /// etcd endpoints; empty for the embedded store.
+    pub etcd: Vec<String>,
+    /// The cluster's name (the etcd key namespace).
+    pub cluster_name: String,
     /// Partitions of `__consumer_offsets`.
     pub offsets_topic_num_partitions: i32,
     /// Timeouts and limits of consumer groups.
@@ -514,7 +528,40 @@ impl Settings {
             "offsets-retention-check-interval-ms",
             layer.offsets_retention_check_interval_ms.unwrap_or(600_000),
         )?;
+        let etcd: Vec<String> = layer
+            .etcd
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.trim().to_string())
+            .filter(|e| !e.is_empty())
+            .collect();
+        if let Some(bad) = etcd
+            .iter()
+            .find(|e| !(e.starts_with("http://") || e.starts_with("https://")))
+        {
+            return Err(invalid(
+                "etcd",
+                format!("'{bad}' is not an http:// or https:// endpoint"),
+            ));
+        }
+        let cluster_name = layer
+            .cluster_name
+            .clone()
+            .unwrap_or_else(|| "strata".into());
+        if cluster_name.is_empty()
+            || !cluster_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err(invalid(
+                "cluster-name",
+                "use ASCII letters, digits, '.', '_' and '-'",
+            ));
+        }
         Ok(Settings {
+            etcd,
+            cluster_name,
             offsets_retention_ms,
             offsets_retention_check_interval_ms,
             offsets_topic_num_partitions,

@@ -1,4 +1,5 @@
 //! Every key of the metadata store, in one place. The layout is a format: change it deliberately.
+//! In etcd every key below is stored under `/strata/<cluster-name>/` (see `etcd.rs`).
 //!
 //! | key | value |
 //! | --- | --- |

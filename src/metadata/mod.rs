@@ -1,10 +1,13 @@
 //! The cluster metadata store: a small versioned key-value store with compare-and-set, behind a
-//! trait so the single-node embedded store and (later) etcd are interchangeable.
+//! trait so the single-node embedded store and etcd (`etcd.rs`) are interchangeable.
 //!
 //! Keys are named only in [`keys`]; typed records on top of the raw store live in [`catalog`].
 
 pub mod catalog;
+#[cfg(test)]
+mod conformance;
 pub mod embedded;
+pub mod etcd;
 pub mod keys;
 pub mod pointers;
 

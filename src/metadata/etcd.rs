@@ -1,0 +1,217 @@
+//! The metadata store in etcd (`--etcd`), for clusters. Every key of [`super::keys`] lives under
+//! `/strata/<cluster name>/`, so several clusters can share one etcd. A key's version is its etcd
+//! `mod_revision`, and conditional writes are etcd transactions that compare it (or, for
+//! [`Expect::Absent`], the `create_revision` 0 of a missing key), so two brokers racing on a key
+//! cannot both win.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp};
+
+use super::{Expect, MetadataError, MetadataStore, Versioned};
+
+/// How long connecting and each request may take before the store counts as unavailable.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The metadata store of one cluster in etcd.
+#[derive(Clone)]
+pub struct EtcdStore {
+    client: Client,
+    prefix: String,
+}
+
+impl std::fmt::Debug for EtcdStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(e: etcd_client::Error) -> MetadataError {
+    MetadataError::Unavailable(format!("etcd: {e}"))
+}
+
+/// The root under which the keys of cluster `cluster` live.
+pub fn cluster_prefix(cluster: &str) -> String {
+    format!("/strata/{cluster}/")
+}
+
+impl EtcdStore {
+    /// Connects to the etcd `endpoints` (`http://host:port`) for the cluster named `cluster`.
+    pub async fn connect(endpoints: &[String], cluster: &str) -> Result<Self, MetadataError> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(TIMEOUT)
+            .with_timeout(TIMEOUT);
+        let client = Client::connect(endpoints, Some(options))
+            .await
+            .map_err(unavailable)?;
+        let store = EtcdStore {
+            client,
+            prefix: cluster_prefix(cluster),
+        };
+        // A first read, so an unreachable etcd fails startup instead of the first request.
+        store.get(super::keys::CLUSTER_ID).await?;
+        Ok(store)
+    }
+
+    fn full(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    fn condition(&self, key: &str, expect: Expect) -> Option<Compare> {
+        match expect {
+            Expect::Any => None,
+            Expect::Absent => Some(Compare::create_revision(key, CompareOp::Equal, 0)),
+            Expect::Version(v) => Some(Compare::mod_revision(
+                key,
+                CompareOp::Equal,
+                i64::try_from(v).unwrap_or(i64::MAX),
+            )),
+        }
+    }
+
+    /// Runs `op` on `key` if `expect` holds; returns the store revision after the transaction.
+    async fn conditional(
+        &self,
+        key: &str,
+        expect: Expect,
+        op: TxnOp,
+    ) -> Result<u64, MetadataError> {
+        let full = self.full(key);
+        let mut txn = Txn::new();
+        if let Some(compare) = self.condition(&full, expect) {
+            txn = txn.when([compare]);
+        }
+        let response = self
+            .client
+            .kv_client()
+            .txn(txn.and_then([op]))
+            .await
+            .map_err(unavailable)?;
+        if !response.succeeded() {
+            return Err(MetadataError::Conflict {
+                key: key.to_string(),
+            });
+        }
+        Ok(response
+            .header()
+            .map_or(0, |h| u64::try_from(h.revision()).unwrap_or(0)))
+    }
+}
+
+fn versioned(key: &str, kv: &etcd_client::KeyValue) -> Result<Versioned, MetadataError> {
+    let value = kv.value_str().map_err(|e| MetadataError::Corrupt {
+        key: key.to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(Versioned {
+        value: value.to_string(),
+        version: u64::try_from(kv.mod_revision()).unwrap_or(0),
+    })
+}
+
+#[async_trait]
+impl MetadataStore for EtcdStore {
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, MetadataError> {
+        let response = self
+            .client
+            .kv_client()
+            .get(self.full(key), None)
+            .await
+            .map_err(unavailable)?;
+        response
+            .kvs()
+            .first()
+            .map(|kv| versioned(key, kv))
+            .transpose()
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, MetadataError> {
+        let response = self
+            .client
+            .kv_client()
+            .get(self.full(prefix), Some(GetOptions::new().with_prefix()))
+            .await
+            .map_err(unavailable)?;
+        let mut out = Vec::with_capacity(response.kvs().len());
+        for kv in response.kvs() {
+            let full = kv.key_str().map_err(|e| MetadataError::Corrupt {
+                key: prefix.to_string(),
+                reason: e.to_string(),
+            })?;
+            let key = full.strip_prefix(&self.prefix).unwrap_or(full).to_string();
+            let value = versioned(&key, kv)?;
+            out.push((key, value));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    async fn put(&self, key: &str, value: String, expect: Expect) -> Result<u64, MetadataError> {
+        let op = TxnOp::put(self.full(key), value, None);
+        self.conditional(key, expect, op).await
+    }
+
+    async fn delete(&self, key: &str, expect: Expect) -> Result<(), MetadataError> {
+        if expect == Expect::Absent {
+            // Nothing to delete; succeed only if there was indeed nothing.
+            return match self.get(key).await? {
+                None => Ok(()),
+                Some(_) => Err(MetadataError::Conflict {
+                    key: key.to_string(),
+                }),
+            };
+        }
+        let op = TxnOp::delete(self.full(key), None);
+        self.conditional(key, expect, op).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The etcd the test command started, if any (`STRATA_TEST_ETCD_ENDPOINT`); under CI its
+    /// absence is a failure, not a skip.
+    fn endpoint() -> Option<String> {
+        match std::env::var("STRATA_TEST_ETCD_ENDPOINT") {
+            Ok(e) if !e.is_empty() => Some(e),
+            _ => {
+                assert!(
+                    std::env::var("CI").is_err(),
+                    "CI runs the etcd tests: scripts/test.sh must start etcd"
+                );
+                eprintln!("STRATA_TEST_ETCD_ENDPOINT is not set: skipping the etcd test");
+                None
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn etcd_passes_the_store_conformance_tests_and_clusters_do_not_mix() {
+        let Some(endpoint) = endpoint() else { return };
+        let cluster = format!("test-{}", uuid::Uuid::new_v4().simple());
+        let store = EtcdStore::connect(std::slice::from_ref(&endpoint), &cluster)
+            .await
+            .expect("connect");
+        super::super::conformance::check(&store).await;
+        let other = EtcdStore::connect(&[endpoint], &format!("{cluster}-other"))
+            .await
+            .expect("connect");
+        assert!(
+            other.list("").await.expect("list").is_empty(),
+            "another cluster name sees none of these keys"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_etcd_fails_to_connect_with_a_clear_error() {
+        // Port 9 (discard) on loopback: nothing listens there.
+        let err = EtcdStore::connect(&["http://127.0.0.1:9".to_string()], "x")
+            .await
+            .expect_err("no etcd");
+        assert!(matches!(err, MetadataError::Unavailable(ref m) if m.starts_with("etcd")));
+    }
+}

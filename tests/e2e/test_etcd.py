@@ -1,0 +1,69 @@
+"""Cluster metadata in a real etcd (`--etcd`, started by scripts/test.sh): topics and their configs
+live in etcd, so a broker whose data directory is wiped finds them again; `--cluster-name`
+keeps clusters sharing one etcd apart; an unreachable etcd stops startup with a clear message."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+
+import pytest
+from confluent_kafka.admin import ConfigResource
+
+import helpers as h
+from conftest import free_port
+
+
+@pytest.fixture
+def etcd() -> str:
+    endpoint = os.environ.get("STRATA_TEST_ETCD_ENDPOINT")
+    if not endpoint:
+        assert not os.environ.get("CI"), "scripts/test.sh starts etcd for CI"
+        pytest.skip("STRATA_TEST_ETCD_ENDPOINT is not set (run scripts/test.sh)")
+    return endpoint
+
+
+def etcd_args(endpoint: str, cluster: str, objects) -> list[str]:
+    return ["--etcd", endpoint, "--cluster-name", cluster, "--object-store", f"file://{objects}"]
+
+
+def topic_config(bootstrap: str, topic: str) -> dict[str, str]:
+    admin = h.admin_client(bootstrap)
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    return {k: v.value for k, v in admin.describe_configs([resource])[resource].result(timeout=20).items()}
+
+
+@pytest.mark.timeout(120)
+def test_topics_live_in_etcd_and_cluster_names_keep_clusters_apart(broker_factory, etcd, topic_name, tmp_path):
+    cluster = f"e2e-{uuid.uuid4().hex[:8]}"
+    objects = tmp_path / "objects"
+    broker = broker_factory(extra_args=etcd_args(etcd, cluster, objects))
+    topic = topic_name()
+    h.create_topic(broker.bootstrap, topic, 3, {"retention.ms": "123456789"})
+
+    broker.stop()
+    shutil.rmtree(broker.data_dir)
+    broker.start()
+    h.wait_for_topic(broker.bootstrap, topic, 3)
+    assert topic_config(broker.bootstrap, topic)["retention.ms"] == "123456789"
+    p = h.producer(broker.bootstrap)
+    assert not h.produce_all(p, topic, [(b"k", b"after the wipe")], partition=1).failed
+    assert [m.value for m in h.consume_partitions(broker.bootstrap, topic, [1])[1]] == [b"after the wipe"]
+
+    other = broker_factory(extra_args=etcd_args(etcd, f"{cluster}-other", tmp_path / "objects-other"),
+                           name="other")
+    listed = h.admin_client(other.bootstrap).list_topics(timeout=20).topics
+    assert topic not in listed, "another cluster name on the same etcd does not see the topic"
+
+
+@pytest.mark.timeout(60)
+def test_an_unreachable_etcd_stops_startup_with_a_message(strata_binary, tmp_path):
+    dead = f"http://127.0.0.1:{free_port()}"
+    proc = subprocess.run(
+        [str(strata_binary), "serve", "--data-dir", str(tmp_path / "data"), "--listen", f"127.0.0.1:{free_port()}",
+         "--metrics-listen", "127.0.0.1:0", "--etcd", dead],
+        capture_output=True, text=True, timeout=45)
+    assert proc.returncode != 0
+    assert "etcd" in (proc.stderr + proc.stdout)
