@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -14,6 +15,7 @@ use crate::group::run_group_timers;
 use crate::metadata::MetadataStore;
 use crate::metadata::embedded::EmbeddedStore;
 use crate::metadata::etcd::EtcdStore;
+use crate::metadata::registration::{BrokerRecord, Registration, RegistrationError};
 use crate::metrics_http;
 use crate::protocol::server;
 use crate::settings::Settings;
@@ -37,6 +39,9 @@ pub enum StartupError {
         /// The error.
         source: std::io::Error,
     },
+    /// The broker could not join its cluster in etcd.
+    #[error(transparent)]
+    Registration(#[from] RegistrationError),
     /// Opening the metadata or the logs failed.
     #[error(transparent)]
     Broker(#[from] BrokerError),
@@ -45,6 +50,7 @@ pub enum StartupError {
 /// A broker that is open and listening; [`Running::run`] serves until cancelled.
 #[derive(Debug)]
 pub struct Running {
+    registration: Option<Registration>,
     broker: Arc<Broker>,
     listener: TcpListener,
     metrics_listener: TcpListener,
@@ -62,14 +68,23 @@ pub async fn start(settings: Settings) -> Result<Running, StartupError> {
     let lock = File::create(dir.join(".lock")).map_err(|e| data_dir_error(e.to_string()))?;
     lock.try_lock()
         .map_err(|_| data_dir_error("another broker is using it".into()))?;
-    let store: Arc<dyn MetadataStore> = if settings.etcd.is_empty() {
-        Arc::new(EmbeddedStore::open(&dir.join("metadata.json")).map_err(BrokerError::from)?)
+    let (store, registration): (Arc<dyn MetadataStore>, _) = if settings.etcd.is_empty() {
+        let embedded =
+            EmbeddedStore::open(&dir.join("metadata.json")).map_err(BrokerError::from)?;
+        (Arc::new(embedded), None)
     } else {
-        Arc::new(
-            EtcdStore::connect(&settings.etcd, &settings.cluster_name)
-                .await
-                .map_err(BrokerError::from)?,
-        )
+        let etcd = EtcdStore::connect(&settings.etcd, &settings.cluster_name)
+            .await
+            .map_err(BrokerError::from)?;
+        let record = BrokerRecord {
+            broker_id: settings.broker_id,
+            host: settings.advertised_host.clone(),
+            port: settings.advertised_port,
+            rack: settings.broker_rack.clone(),
+        };
+        let timeout = Duration::from_millis(settings.broker_session_timeout_ms);
+        let registration = Registration::register(etcd.clone(), record, timeout).await?;
+        (Arc::new(etcd), Some(registration))
     };
     let listen = settings.listen;
     let broker = Broker::open(settings, store).await?;
@@ -88,6 +103,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartupError> {
                 source,
             })?;
     Ok(Running {
+        registration,
         broker,
         listener,
         metrics_listener,
@@ -117,6 +133,9 @@ impl Running {
             Arc::clone(&self.broker),
             cancel.child_token(),
         ));
+        let registration = self
+            .registration
+            .map(|r| tokio::spawn(r.run(cancel.child_token())));
         let group_timers = tokio::spawn(run_group_timers(
             Arc::clone(&self.broker),
             cancel.child_token(),
@@ -139,6 +158,12 @@ impl Running {
             tracing::error!("the metrics endpoint panicked");
         }
         self.broker.close().await;
+        // The registration task revoked its lease when cancelled: the broker has left the cluster.
+        if let Some(registration) = registration
+            && registration.await.is_err()
+        {
+            tracing::error!("the etcd registration task panicked");
+        }
         tracing::info!("broker stopped");
     }
 }

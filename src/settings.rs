@@ -178,6 +178,13 @@ pub struct SettingsLayer {
     /// one etcd [default: strata].
     #[arg(long, env = "STRATA_CLUSTER_NAME")]
     pub cluster_name: Option<String>,
+    /// This broker's rack (`broker.rack`), published in its etcd registration.
+    #[arg(long, env = "STRATA_BROKER_RACK")]
+    pub broker_rack: Option<String>,
+    /// How long a broker's etcd registration outlives its last keep-alive, in ms (whole seconds
+    /// are used, at least one) [default: 10000].
+    #[arg(long, env = "STRATA_BROKER_SESSION_TIMEOUT_MS")]
+    pub broker_session_timeout_ms: Option<u64>,
     /// Partitions of `__consumer_offsets`, fixed once it exists [default: 50].
     #[arg(long, env = "STRATA_OFFSETS_TOPIC_NUM_PARTITIONS")]
     pub offsets_topic_num_partitions: Option<i32>,
@@ -252,6 +259,10 @@ impl SettingsLayer {
             metrics_listen: self.metrics_listen.or(lower.metrics_listen),
             etcd: self.etcd.or(lower.etcd),
             cluster_name: self.cluster_name.or(lower.cluster_name),
+            broker_rack: self.broker_rack.or(lower.broker_rack),
+            broker_session_timeout_ms: self
+                .broker_session_timeout_ms
+                .or(lower.broker_session_timeout_ms),
             offsets_topic_num_partitions: self
                 .offsets_topic_num_partitions
                 .or(lower.offsets_topic_num_partitions),
@@ -319,6 +330,10 @@ pub struct Settings {
     pub etcd: Vec<String>,
     /// The cluster's name (the etcd key namespace).
     pub cluster_name: String,
+    /// `broker.rack`.
+    pub broker_rack: Option<String>,
+    /// The lease of the broker's etcd registration.
+    pub broker_session_timeout_ms: u64,
     /// Partitions of `__consumer_offsets`.
     pub offsets_topic_num_partitions: i32,
     /// Timeouts and limits of consumer groups.
@@ -559,9 +574,15 @@ impl Settings {
                 "use ASCII letters, digits, '.', '_' and '-'",
             ));
         }
+        let broker_session_timeout_ms = positive(
+            "broker-session-timeout-ms",
+            layer.broker_session_timeout_ms.unwrap_or(10_000),
+        )?;
         Ok(Settings {
             etcd,
             cluster_name,
+            broker_rack: layer.broker_rack.clone().filter(|r| !r.is_empty()),
+            broker_session_timeout_ms,
             offsets_retention_ms,
             offsets_retention_check_interval_ms,
             offsets_topic_num_partitions,

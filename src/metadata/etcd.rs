@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp};
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp};
 
 use super::{Expect, MetadataError, MetadataStore, Versioned};
 
@@ -54,6 +54,53 @@ impl EtcdStore {
         // A first read, so an unreachable etcd fails startup instead of the first request.
         store.get(super::keys::CLUSTER_ID).await?;
         Ok(store)
+    }
+
+    /// Grants a lease of `ttl_seconds`; keys put under it vanish when it expires.
+    pub async fn grant_lease(&self, ttl_seconds: i64) -> Result<i64, MetadataError> {
+        let response = self
+            .client
+            .lease_client()
+            .grant(ttl_seconds, None)
+            .await
+            .map_err(unavailable)?;
+        Ok(response.id())
+    }
+
+    /// Refreshes a lease once; `Ok(false)` if it had already expired.
+    pub async fn refresh_lease(&self, lease: i64) -> Result<bool, MetadataError> {
+        let (mut keeper, mut responses) = self
+            .client
+            .lease_client()
+            .keep_alive(lease)
+            .await
+            .map_err(unavailable)?;
+        keeper.keep_alive().await.map_err(unavailable)?;
+        let response = responses.message().await.map_err(unavailable)?;
+        Ok(response.is_some_and(|r| r.ttl() > 0))
+    }
+
+    /// Revokes a lease, deleting its keys; failures are logged (the lease expires anyway).
+    pub async fn revoke_lease(&self, lease: i64) {
+        if let Err(e) = self.client.lease_client().revoke(lease).await {
+            tracing::warn!(lease, error = %e, "could not revoke an etcd lease; it will expire");
+        }
+    }
+
+    /// [`MetadataStore::put`] with the key attached to `lease`.
+    pub async fn put_with_lease(
+        &self,
+        key: &str,
+        value: String,
+        expect: Expect,
+        lease: i64,
+    ) -> Result<u64, MetadataError> {
+        let op = TxnOp::put(
+            self.full(key),
+            value,
+            Some(PutOptions::new().with_lease(lease)),
+        );
+        self.conditional(key, expect, op).await
     }
 
     fn full(&self, key: &str) -> String {

@@ -6,6 +6,7 @@
 //! | `cluster/id` | `{"cluster_id": "..."}`, written once when the cluster is first started |
 //! | `topics/<name>` | a [`TopicRecord`](super::catalog::TopicRecord) |
 //! | `producer-ids/next` | `{"next": n}`: the first producer id not yet handed out in a block |
+//! | `brokers/<id>` | a [`BrokerRecord`](super::registration::BrokerRecord) under the broker's lease (etcd only) |
 //! | `tiering/<topic id>/<partition>` | `{"version": n, "key": "…"}`: the partition's current remote manifest (about 150 bytes, whatever the history) |
 
 /// The key holding the cluster id.
@@ -14,6 +15,14 @@ pub const CLUSTER_ID: &str = "cluster/id";
 pub const TOPICS_PREFIX: &str = "topics/";
 /// The key of the producer id allocator.
 pub const NEXT_PRODUCER_ID: &str = "producer-ids/next";
+
+/// The prefix of every broker registration.
+pub const BROKERS_PREFIX: &str = "brokers/";
+
+/// The key of one broker's registration.
+pub fn broker(id: i32) -> String {
+    format!("{BROKERS_PREFIX}{id}")
+}
 
 /// The key of one topic's record.
 pub fn topic(name: &str) -> String {

@@ -10,6 +10,7 @@ pub mod embedded;
 pub mod etcd;
 pub mod keys;
 pub mod pointers;
+pub mod registration;
 
 use std::fmt::Debug;
 

@@ -67,3 +67,42 @@ def test_an_unreachable_etcd_stops_startup_with_a_message(strata_binary, tmp_pat
         capture_output=True, text=True, timeout=45)
     assert proc.returncode != 0
     assert "etcd" in (proc.stderr + proc.stdout)
+
+
+def etcd_get(endpoint: str, key: str) -> dict | None:
+    """A key's JSON value, read through etcd's HTTP gateway."""
+    import base64
+    import json
+    import urllib.request
+
+    body = json.dumps({"key": base64.b64encode(key.encode()).decode()}).encode()
+    with urllib.request.urlopen(urllib.request.Request(f"{endpoint}/v3/kv/range", data=body), timeout=5) as r:
+        kvs = json.load(r).get("kvs", [])
+    return json.loads(base64.b64decode(kvs[0]["value"])) if kvs else None
+
+
+@pytest.mark.timeout(120)
+def test_brokers_register_with_a_lease_and_a_cluster_has_one_broker_until_replication(
+        broker_factory, etcd, strata_binary, tmp_path):
+    cluster = f"e2e-{uuid.uuid4().hex[:8]}"
+    session = ["--broker-session-timeout-ms", "2000", "--broker-rack", "rack-a"]
+    first = broker_factory(extra_args=etcd_args(etcd, cluster, tmp_path / "objects") + session)
+    key = f"/strata/{cluster}/brokers/1"
+    assert etcd_get(etcd, key) == {"broker_id": 1, "host": "127.0.0.1", "port": first.port, "rack": "rack-a"}
+
+    second = subprocess.run(
+        [str(strata_binary), "serve", "--data-dir", str(tmp_path / "second"), "--listen", f"127.0.0.1:{free_port()}",
+         "--metrics-listen", "127.0.0.1:0", "--broker-id", "2", *etcd_args(etcd, cluster, tmp_path / "objects"),
+         *session],
+        capture_output=True, text=True, timeout=60)
+    assert second.returncode != 0
+    assert "already running in this cluster" in second.stderr + second.stdout
+
+    # A killed broker's registration outlives it by its session; a restart waits that out.
+    first.kill9()
+    assert etcd_get(etcd, key) is not None
+    first.start()
+    h.roundtrip_ok(first.bootstrap)
+    # A clean stop leaves the cluster at once.
+    first.stop()
+    assert etcd_get(etcd, key) is None

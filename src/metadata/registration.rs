@@ -1,0 +1,206 @@
+//! Broker registration in etcd: `brokers/<id>` holds the broker's advertised listener and rack,
+//! attached to a lease the broker keeps alive while it runs. A dead broker's key disappears when
+//! its lease expires (`--broker-session-timeout-ms`); a clean shutdown revokes the lease at once.
+//!
+//! Until replication exists, a cluster has one broker: a second broker (any id) refuses to start,
+//! since two brokers would each take every partition as their own.
+//!
+//! If etcd is unreachable for longer than the lease, the key expires; the broker keeps serving
+//! and registers again once etcd answers (unless another broker took its id meanwhile, which is
+//! logged and retried).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use super::etcd::EtcdStore;
+use super::{Expect, MetadataError, MetadataStore, keys};
+
+/// What a broker publishes about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRecord {
+    /// The broker id.
+    pub broker_id: i32,
+    /// The advertised host.
+    pub host: String,
+    /// The advertised port.
+    pub port: i32,
+    /// `broker.rack`, if set.
+    pub rack: Option<String>,
+}
+
+/// Why a broker may not join its cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistrationError {
+    /// A live broker already has this id.
+    #[error("broker id {0} is registered by a live broker in this cluster")]
+    IdInUse(i32),
+    /// Another broker is running in the cluster, and clusters do not replicate yet.
+    #[error(
+        "broker {0} is already running in this cluster; clusters of more than one broker need replication, which Strata does not have yet"
+    )]
+    ClusterHasBroker(i32),
+    /// etcd failed.
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+}
+
+/// A registered broker: its lease, to keep alive and revoke.
+#[derive(Debug)]
+pub struct Registration {
+    store: EtcdStore,
+    record: BrokerRecord,
+    ttl_seconds: i64,
+    lease: i64,
+}
+
+fn encode(record: &BrokerRecord) -> String {
+    serde_json::to_string(record).unwrap_or_default()
+}
+
+/// Every live broker of the cluster.
+pub async fn live_brokers(store: &dyn MetadataStore) -> Result<Vec<BrokerRecord>, MetadataError> {
+    store
+        .list(keys::BROKERS_PREFIX)
+        .await?
+        .into_iter()
+        .map(|(key, v)| {
+            serde_json::from_str(&v.value).map_err(|e| MetadataError::Corrupt {
+                key,
+                reason: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+impl Registration {
+    /// Registers `record` under a lease of `session_timeout` (whole seconds, at least one). A
+    /// broker that was killed leaves its registration behind until its lease expires, so a
+    /// conflict is retried for one session timeout (plus a second) before it is final.
+    pub async fn register(
+        store: EtcdStore,
+        record: BrokerRecord,
+        session_timeout: Duration,
+    ) -> Result<Registration, RegistrationError> {
+        let deadline = tokio::time::Instant::now() + session_timeout + Duration::from_secs(1);
+        loop {
+            match Self::try_register(store.clone(), record.clone(), session_timeout).await {
+                Err(
+                    e @ (RegistrationError::IdInUse(_) | RegistrationError::ClusterHasBroker(_)),
+                ) if tokio::time::Instant::now() < deadline => {
+                    tracing::info!(error = %e, "waiting for a stale registration to expire");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_register(
+        store: EtcdStore,
+        record: BrokerRecord,
+        session_timeout: Duration,
+    ) -> Result<Registration, RegistrationError> {
+        let ttl_seconds = i64::try_from(session_timeout.as_secs().max(1)).unwrap_or(i64::MAX);
+        let lease = store.grant_lease(ttl_seconds).await?;
+        let key = keys::broker(record.broker_id);
+        if let Err(e) = store
+            .put_with_lease(&key, encode(&record), Expect::Absent, lease)
+            .await
+        {
+            store.revoke_lease(lease).await;
+            return Err(match e {
+                MetadataError::Conflict { .. } => RegistrationError::IdInUse(record.broker_id),
+                other => other.into(),
+            });
+        }
+        let registration = Registration {
+            store,
+            record,
+            ttl_seconds,
+            lease,
+        };
+        let others: Vec<i32> = live_brokers(&registration.store)
+            .await?
+            .into_iter()
+            .map(|b| b.broker_id)
+            .filter(|id| *id != registration.record.broker_id)
+            .collect();
+        if let Some(other) = others.first() {
+            registration.store.revoke_lease(registration.lease).await;
+            return Err(RegistrationError::ClusterHasBroker(*other));
+        }
+        Ok(registration)
+    }
+
+    /// Keeps the lease alive until `cancel` fires, registering again after a lost lease; then
+    /// revokes the lease so the broker leaves the cluster at once.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let interval = Duration::from_millis((self.ttl_seconds as u64 * 1000 / 3).max(100));
+        let mut retry = Duration::from_millis(200);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep(interval) => {}
+            }
+            match self.store.refresh_lease(self.lease).await {
+                Ok(true) => {
+                    retry = Duration::from_millis(200);
+                    continue;
+                }
+                Ok(false) => {
+                    tracing::warn!(
+                        broker = self.record.broker_id,
+                        "the broker's etcd lease expired; registering again"
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(broker = self.record.broker_id, error = %e, "could not refresh the broker's etcd lease; still serving");
+                    continue;
+                }
+            }
+            while !cancel.is_cancelled() {
+                match self.reregister().await {
+                    Ok(()) => {
+                        tracing::info!(broker = self.record.broker_id, "registered in etcd again");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(broker = self.record.broker_id, error = %e, "registering in etcd failed; retrying");
+                        tokio::select! {
+                            () = cancel.cancelled() => {}
+                            () = tokio::time::sleep(retry) => {}
+                        }
+                        retry = (retry * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        }
+        self.store.revoke_lease(self.lease).await;
+    }
+
+    async fn reregister(&mut self) -> Result<(), RegistrationError> {
+        let lease = self.store.grant_lease(self.ttl_seconds).await?;
+        let key = keys::broker(self.record.broker_id);
+        match self
+            .store
+            .put_with_lease(&key, encode(&self.record), Expect::Absent, lease)
+            .await
+        {
+            Ok(_) => {
+                self.lease = lease;
+                Ok(())
+            }
+            Err(e) => {
+                self.store.revoke_lease(lease).await;
+                Err(match e {
+                    MetadataError::Conflict { .. } => {
+                        RegistrationError::IdInUse(self.record.broker_id)
+                    }
+                    other => other.into(),
+                })
+            }
+        }
+    }
+}
