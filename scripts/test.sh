@@ -132,7 +132,7 @@ setup_npm() {
 # ----------------------------------------------------------------------------
 # SERVICES: etcd (Debian etcd-server) on a free 127.0.0.1 port with its data under
 # "$SERVICES_DIR"; its endpoint is exported as STRATA_TEST_ETCD_ENDPOINT for cargo test
-# and pytest. Record every PID in SERVICE_PIDS so stop_services
+# and pytest, and its pid as STRATA_TEST_ETCD_PID (a test pauses it to play an etcd outage). Record every PID in SERVICE_PIDS so stop_services
 # ends exactly those processes. Keep both functions quiet: nothing may be
 # printed after pytest's summary line.
 SERVICES_DIR=""
@@ -157,6 +157,7 @@ start_etcd() {
   for i in $(seq 1 100); do
     if "$PY" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$client/health', timeout=1)" 2>/dev/null; then
       export STRATA_TEST_ETCD_ENDPOINT="http://127.0.0.1:$client"
+      export STRATA_TEST_ETCD_PID="${SERVICE_PIDS[-1]}"
       return 0
     fi
     sleep 0.1

@@ -134,6 +134,9 @@ impl Broker {
             broker.insert_topic(topic);
         }
         broker.remove_orphan_logs(&records).await?;
+        // The first block of producer ids now, so idempotent producers can start while the
+        // metadata store (etcd) is briefly unreachable.
+        *broker.producer_ids.lock().await = broker.catalog.allocate_producer_ids().await?;
         let loaded = broker
             .groups
             .load(&BrokerOffsetsLog(&broker))

@@ -69,12 +69,14 @@ impl EtcdStore {
 
     /// Refreshes a lease once; `Ok(false)` if it had already expired.
     pub async fn refresh_lease(&self, lease: i64) -> Result<bool, MetadataError> {
-        let (mut keeper, mut responses) = self
-            .client
-            .lease_client()
-            .keep_alive(lease)
-            .await
-            .map_err(unavailable)?;
+        let (mut keeper, mut responses) = match self.client.lease_client().keep_alive(lease).await {
+            Ok(stream) => stream,
+            // The client's way of saying the lease expired (or was revoked).
+            Err(etcd_client::Error::LeaseKeepAliveError(m)) if m == "lease not found" => {
+                return Ok(false);
+            }
+            Err(e) => return Err(unavailable(e)),
+        };
         keeper.keep_alive().await.map_err(unavailable)?;
         let response = responses.message().await.map_err(unavailable)?;
         Ok(response.is_some_and(|r| r.ttl() > 0))

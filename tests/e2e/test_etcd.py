@@ -106,3 +106,36 @@ def test_brokers_register_with_a_lease_and_a_cluster_has_one_broker_until_replic
     # A clean stop leaves the cluster at once.
     first.stop()
     assert etcd_get(etcd, key) is None
+
+
+@pytest.mark.timeout(120)
+def test_an_etcd_outage_does_not_stop_the_broker_and_it_registers_again(broker_factory, etcd, topic_name, tmp_path):
+    import signal
+    import time
+
+    from test_tiering import wait_until
+
+    pid = int(os.environ.get("STRATA_TEST_ETCD_PID", "0"))
+    if not pid:
+        assert not os.environ.get("CI"), "scripts/test.sh exports the etcd pid"
+        pytest.skip("STRATA_TEST_ETCD_PID is not set (run scripts/test.sh)")
+    cluster = f"e2e-{uuid.uuid4().hex[:8]}"
+    broker = broker_factory(extra_args=etcd_args(etcd, cluster, tmp_path / "objects")
+                            + ["--broker-session-timeout-ms", "1000"])
+    topic = topic_name()
+    h.create_topic(broker.bootstrap, topic, 1)
+    p = h.producer(broker.bootstrap)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        # etcd is frozen for longer than the lease: produce and consume go on meanwhile.
+        stopped_at = time.monotonic()
+        assert not h.produce_all(p, topic, ((b"k", f"v{i}".encode()) for i in range(100)), partition=0).failed
+        got = h.consume_partitions(broker.bootstrap, topic, [0], timeout=30)[0]
+        assert [m.value for m in got] == [f"v{i}".encode() for i in range(100)]
+        time.sleep(max(0.0, 5 - (time.monotonic() - stopped_at)))
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    key = f"/strata/{cluster}/brokers/1"
+    wait_until(lambda: etcd_get(etcd, key) is not None, 30, "the broker to be registered after the outage")
+    assert broker.alive()
+    h.roundtrip_ok(broker.bootstrap)
