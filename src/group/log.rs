@@ -3,12 +3,13 @@
 //! read back from its log start at startup.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use strata_tiering::AppendOptions;
 
 use super::{GroupError, KeyValue, OFFSETS_TOPIC, OffsetsLog};
-use crate::broker::{Broker, NewTopic, now_ms};
+use crate::broker::{Broker, NewTopic, Partition, now_ms};
 use crate::error::BrokerError;
 use crate::protocol::records::{decode_key_values, encode_key_values};
 
@@ -22,6 +23,15 @@ pub struct BrokerOffsetsLog<'a>(pub &'a Broker);
 fn unavailable(e: BrokerError) -> GroupError {
     tracing::warn!(error = %e, "the __consumer_offsets log failed");
     GroupError::CoordinatorNotAvailable
+}
+
+impl BrokerOffsetsLog<'_> {
+    fn partition(&self, index: i32) -> Result<Arc<Partition>, GroupError> {
+        self.0
+            .topic(OFFSETS_TOPIC)
+            .and_then(|t| t.partition(index))
+            .ok_or(GroupError::CoordinatorNotAvailable)
+    }
 }
 
 #[async_trait]
@@ -59,13 +69,7 @@ impl OffsetsLog for BrokerOffsetsLog<'_> {
     }
 
     async fn append(&self, partition: i32, records: Vec<KeyValue>) -> Result<(), GroupError> {
-        let topic = self
-            .0
-            .topic(OFFSETS_TOPIC)
-            .ok_or(GroupError::CoordinatorNotAvailable)?;
-        let p = topic
-            .partition(partition)
-            .ok_or(GroupError::CoordinatorNotAvailable)?;
+        let p = self.partition(partition)?;
         let now = now_ms();
         let batch = encode_key_values(&records, now).map_err(unavailable)?;
         let options = AppendOptions {
@@ -78,13 +82,7 @@ impl OffsetsLog for BrokerOffsetsLog<'_> {
     }
 
     async fn read_all(&self, partition: i32) -> Result<Vec<KeyValue>, GroupError> {
-        let topic = self
-            .0
-            .topic(OFFSETS_TOPIC)
-            .ok_or(GroupError::CoordinatorNotAvailable)?;
-        let p = topic
-            .partition(partition)
-            .ok_or(GroupError::CoordinatorNotAvailable)?;
+        let p = self.partition(partition)?;
         let mut offset = p.log_start_offset().await;
         let end = p.high_watermark();
         let mut out = Vec::new();
