@@ -70,6 +70,19 @@ pub fn partition_for(group: &str, partitions: i32) -> i32 {
     abs % partitions.max(1)
 }
 
+/// The outcome of a per-partition group operation (commit, offset delete) for `topic`/`partition`:
+/// the error it met, if any.
+pub fn partition_error(
+    results: &[(String, i32, Option<GroupError>)],
+    topic: &str,
+    partition: i32,
+) -> Option<GroupError> {
+    results
+        .iter()
+        .find(|(t, p, _)| t == topic && *p == partition)
+        .and_then(|(_, _, e)| *e)
+}
+
 /// A group and its committed offsets, behind one lock.
 #[derive(Debug)]
 pub struct GroupEntry {

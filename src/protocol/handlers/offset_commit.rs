@@ -8,7 +8,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::{Broker, now_ms};
 use crate::group::records::CommittedOffset;
-use crate::group::{Committer, OffsetToCommit};
+use crate::group::{Committer, OffsetToCommit, partition_error};
 use crate::protocol::errors::{group_code, group_error};
 
 /// Handles an OffsetCommit request.
@@ -55,12 +55,9 @@ pub async fn handle(broker: &Broker, request: OffsetCommitRequest) -> OffsetComm
                 .map(|p| {
                     let code = match &result {
                         Err(e) => group_error(*e).code(),
-                        Ok(results) => results
-                            .iter()
-                            .find(|(topic, partition, _)| {
-                                *topic == t.name.as_str() && *partition == p.partition_index
-                            })
-                            .map_or(0, |(_, _, e)| group_code(*e)),
+                        Ok(results) => {
+                            group_code(partition_error(results, t.name.as_str(), p.partition_index))
+                        }
                     };
                     OffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)

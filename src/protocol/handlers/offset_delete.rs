@@ -10,6 +10,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::Decodable;
 
 use crate::broker::Broker;
+use crate::group::partition_error;
 use crate::group::state::Group;
 use crate::protocol::errors::group_code;
 
@@ -64,12 +65,7 @@ pub async fn handle(broker: &Broker, request: OffsetDeleteRequest) -> OffsetDele
                 .partitions
                 .iter()
                 .map(|p| {
-                    let error = results
-                        .iter()
-                        .find(|(topic, partition, _)| {
-                            *topic == t.name.as_str() && *partition == p.partition_index
-                        })
-                        .and_then(|(_, _, e)| *e);
+                    let error = partition_error(&results, t.name.as_str(), p.partition_index);
                     OffsetDeleteResponsePartition::default()
                         .with_partition_index(p.partition_index)
                         .with_error_code(group_code(error))
