@@ -57,6 +57,15 @@ pub enum LogError {
         /// The log end offset.
         end: i64,
     },
+    /// Batches copied from the leader do not continue the log: the first does not start at the
+    /// log end offset, or one does not start where the previous one ended.
+    #[error("a replicated batch starts at offset {got}, but the log continues at {expected}")]
+    OffsetMismatch {
+        /// The offset the log expected the batch to start at.
+        expected: i64,
+        /// The batch's base offset.
+        got: i64,
+    },
     /// An object store request failed (after the store's own retries).
     #[error("object store request for {key} failed: {source}")]
     ObjectStore {

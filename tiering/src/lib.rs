@@ -10,6 +10,7 @@
 
 pub mod batch;
 pub mod config;
+pub mod epochs;
 pub mod error;
 pub mod index;
 pub mod log;

@@ -5,6 +5,7 @@
 //! - `<base>.log`, `<base>.index`, `<base>.timeindex`: segments (see `segment.rs`);
 //! - `<offset>.snapshot`: idempotent-producer state as of an offset (see `producer_state.rs`);
 //! - `log-start-offset`: the log start offset when `DeleteRecords` moved it inside a segment;
+//! - `leader-epoch-checkpoint`: the first offset of each leader epoch (see `epochs.rs`);
 //! - `clean-shutdown`: present only while the log is closed cleanly.
 //!
 //! # Crash safety
@@ -13,6 +14,9 @@
 //! machine crashes. Rolling seals the old segment (fsync, indexes written) before the new one is
 //! created, so only the last segment can be torn. When `clean-shutdown` is missing on open, the last
 //! segment is scanned, cut after its last whole batch with a valid CRC, and its indexes rebuilt.
+//!
+//! Replication (a follower's appends, truncation to a leader's epoch boundary, restarting at the
+//! leader's log start) is in `log/replica.rs`, which describes its own crash safety.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -23,6 +27,7 @@ use bytes::Bytes;
 
 use crate::batch::{self, BatchHeader, HEADER_SIZE, Stamp};
 use crate::config::LogConfig;
+use crate::epochs::{self, LeaderEpochCache};
 use crate::error::{LogError, Result};
 use crate::producer_state::{ProducerStateTable, SequenceCheck};
 use crate::retention::{SegmentSummary, plan_retention};
@@ -92,6 +97,7 @@ struct LogState {
     segments: BTreeMap<i64, Segment>,
     log_start_offset: i64,
     producers: ProducerStateTable,
+    epochs: LeaderEpochCache,
     unflushed_messages: i64,
     last_flush_ms: i64,
     /// Offsets below this are durable in the remote tier (the published manifest's end).
@@ -182,11 +188,13 @@ impl PartitionLog {
             segments,
             log_start_offset,
             producers: ProducerStateTable::default(),
+            epochs: LeaderEpochCache::default(),
             unflushed_messages: 0,
             last_flush_ms: now_ms,
             remote_end_offset: None,
         };
         state.producers = rebuild_producer_state(dir, &state)?;
+        state.epochs = load_epochs(dir, &state)?;
         if clean {
             fs::remove_file(&marker).map_err(|e| LogError::io(&marker, e))?;
         } else if !bases.is_empty() {
@@ -252,6 +260,7 @@ impl PartitionLog {
             let bytes = &records[range.clone()];
             self.roll_if_needed(&mut state, header, options.now_ms)?;
             let base_offset = state.next_offset();
+            record_epoch(&self.dir, &mut state, options.leader_epoch, base_offset)?;
             let stamped = batch::stamp_header(
                 bytes,
                 Stamp {
@@ -274,11 +283,7 @@ impl PartitionLog {
             first.get_or_insert(base_offset);
             last = stored.last_offset();
         }
-        let flush_due = state.unflushed_messages >= state.config.flush_messages
-            || options.now_ms.saturating_sub(state.last_flush_ms) >= state.config.flush_ms;
-        if flush_due {
-            flush_state(&mut state, options.now_ms)?;
-        }
+        flush_by_policy(&mut state, options.now_ms)?;
         Ok(AppendOutcome {
             base_offset: first.unwrap_or(last),
             last_offset: last,
@@ -553,6 +558,16 @@ impl PartitionLog {
     }
 }
 
+/// Fsyncs the active segment after an append if `flush.messages` or `flush.ms` says so.
+fn flush_by_policy(state: &mut LogState, now_ms: i64) -> Result<()> {
+    let due = state.unflushed_messages >= state.config.flush_messages
+        || now_ms.saturating_sub(state.last_flush_ms) >= state.config.flush_ms;
+    if due {
+        flush_state(state, now_ms)?;
+    }
+    Ok(())
+}
+
 fn flush_state(state: &mut LogState, now_ms: i64) -> Result<()> {
     state.active().flush()?;
     state.unflushed_messages = 0;
@@ -574,11 +589,59 @@ fn rebuild_producer_state(dir: &Path, state: &LogState) -> Result<ProducerStateT
     Ok(table)
 }
 
+/// Loads the leader-epoch cache, rebuilding it from the batch headers when the checkpoint is
+/// missing (a log written before the cache existed, or a crash during `reset_to`) or unreadable,
+/// and drops entries at or past the recovered log end (a crash between the checkpoint and the
+/// batch it announced).
+fn load_epochs(dir: &Path, state: &LogState) -> Result<LeaderEpochCache> {
+    let mut cache = match epochs::load(dir)? {
+        Some(cache) => cache,
+        None => {
+            let mut cache = LeaderEpochCache::default();
+            for segment in state.segments.values() {
+                segment.for_each_header(|h| {
+                    cache.assign(h.partition_leader_epoch, h.base_offset);
+                })?;
+            }
+            epochs::store(dir, &cache)?;
+            cache
+        }
+    };
+    if cache.truncate_from_end(state.next_offset()) {
+        epochs::store(dir, &cache)?;
+    }
+    Ok(cache)
+}
+
+/// Starts a new leader-epoch entry when the batch about to be written at `start_offset` carries
+/// a newer epoch. The checkpoint is written before the batch, and the cache changes only once it
+/// is: an entry the batch never followed is dropped on open.
+fn record_epoch(dir: &Path, state: &mut LogState, epoch: i32, start_offset: i64) -> Result<()> {
+    if !state.epochs.is_new_epoch(epoch) {
+        return Ok(());
+    }
+    let mut updated = state.epochs.clone();
+    updated.assign(epoch, start_offset);
+    epochs::store(dir, &updated)?;
+    state.epochs = updated;
+    Ok(())
+}
+
 fn read_log_start(dir: &Path) -> Result<Option<i64>> {
     let path = dir.join(LOG_START_OFFSET);
     match fs::read_to_string(&path) {
         Ok(text) => Ok(text.trim().parse().ok()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(LogError::io(&path, e)),
+    }
+}
+
+/// Removes the stored log start offset: the log then starts at its first segment's base.
+fn remove_log_start(dir: &Path) -> Result<()> {
+    let path = dir.join(LOG_START_OFFSET);
+    match fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(LogError::io(&path, e)),
     }
 }
@@ -590,5 +653,6 @@ fn write_log_start(dir: &Path, offset: i64) -> Result<()> {
     fs::rename(&tmp, &path).map_err(|e| LogError::io(&path, e))
 }
 
+mod replica;
 #[cfg(test)]
 mod tests;

@@ -191,6 +191,17 @@ impl ProducerStateTable {
     }
 }
 
+/// Deletes the snapshots of offsets above `offset`: after the log is truncated to `offset` they
+/// describe batches that are gone. `i64::MIN` deletes them all.
+pub fn delete_snapshots_above(dir: &Path, offset: i64) -> Result<()> {
+    for (at, path) in list_snapshots(dir)? {
+        if at > offset {
+            fs::remove_file(&path).map_err(|e| LogError::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
 fn expect_sequence(producer_id: i64, expected: i32, got: i32) -> Result<SequenceCheck> {
     if got == expected {
         Ok(SequenceCheck::Append)

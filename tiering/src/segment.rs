@@ -2,10 +2,10 @@
 //! its sparse offset and time indexes.
 //!
 //! Files: `<base offset, 20 digits>.log`, `.index`, `.timeindex`. Batches are appended whole and
-//! never rewritten. A segment is *sealed* when the log rolls past it: its indexes are written and
-//! its data fsynced, so a sealed segment is complete on disk. The active segment's indexes live
-//! in memory; after an unclean shutdown it is scanned, cut at the first torn or corrupt batch, and
-//! its indexes rebuilt.
+//! never rewritten; only a follower's truncation cuts whole batches off the end. A segment is
+//! *sealed* when the log rolls past it: its indexes are written and its data fsynced, so a sealed
+//! segment is complete on disk. The active segment's indexes live in memory; after an unclean
+//! shutdown it is scanned, cut at the first torn or corrupt batch, and its indexes rebuilt.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
@@ -315,6 +315,77 @@ impl Segment {
             .read_exact_at(&mut buf, pos)
             .map_err(|e| LogError::io(&self.log_path, e))?;
         Ok(Some(Bytes::from(buf)))
+    }
+
+    /// The position and header of the first batch whose last offset is at or after `offset`: the
+    /// batch holding `offset`, or the first one after it.
+    fn batch_ending_at_or_after(&self, offset: i64) -> Result<Option<(u64, BatchHeader)>> {
+        let relative = (offset - self.base_offset).clamp(0, i64::from(u32::MAX)) as u32;
+        let (_, from) = self.offset_index.lookup(relative);
+        let mut found = None;
+        scan_until(
+            &self.file,
+            &self.log_path,
+            u64::from(from),
+            self.size,
+            |pos, h| {
+                if h.last_offset() >= offset {
+                    found = Some((pos, *h));
+                    return false;
+                }
+                true
+            },
+        )?;
+        Ok(found)
+    }
+
+    /// Base offset of the batch holding `offset` (or of the first batch after it), `None` when
+    /// every batch ends below `offset`: where [`Segment::truncate_to`] would end the segment.
+    pub fn batch_start(&self, offset: i64) -> Result<Option<i64>> {
+        Ok(self
+            .batch_ending_at_or_after(offset)?
+            .map(|(_, h)| h.base_offset))
+    }
+
+    /// Removes every batch whose last offset is at or after `offset` (whole batches: one holding
+    /// `offset` goes too), cuts both indexes, fsyncs the file and rewrites the index files. The
+    /// segment can then take appends again, even if it had been sealed.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
+        let Some((position, cut)) = self.batch_ending_at_or_after(offset)? else {
+            return Ok(());
+        };
+        self.file
+            .set_len(position)
+            .map_err(|e| LogError::io(&self.log_path, e))?;
+        self.size = position;
+        self.offset_index
+            .truncate_to_position(u32::try_from(position).unwrap_or(u32::MAX));
+        self.time_index
+            .truncate_to_offset((cut.base_offset - self.base_offset) as u32);
+        // The indexes now describe the batches up to their last entries; replay the few batches
+        // after the last offset index entry to restore the end offset and the largest timestamp.
+        self.next_offset = self.base_offset;
+        self.bytes_since_index_entry = 0;
+        self.max_timestamp = self.time_index.max_timestamp().unwrap_or(-1);
+        self.offset_of_max_timestamp =
+            self.base_offset + i64::from(self.time_index.lookup(i64::MAX));
+        let (_, from) = self.offset_index.lookup(u32::MAX);
+        let mut tail = Vec::new();
+        scan_until(
+            &self.file,
+            &self.log_path,
+            u64::from(from),
+            self.size,
+            |pos, h| {
+                tail.push((pos, *h));
+                true
+            },
+        )?;
+        for (pos, h) in tail {
+            self.track(pos, &h);
+        }
+        self.flush()?;
+        self.write_indexes()
     }
 
     /// Calls `f` with the header of every batch in the segment, in order.

@@ -3,7 +3,7 @@ use crate::batch::tests::{TestBatch, build_batch};
 use proptest::prelude::*;
 use std::io::Write;
 
-fn options(now_ms: i64) -> AppendOptions {
+pub(super) fn options(now_ms: i64) -> AppendOptions {
     AppendOptions {
         now_ms,
         leader_epoch: 0,
@@ -11,7 +11,7 @@ fn options(now_ms: i64) -> AppendOptions {
     }
 }
 
-fn small_segments() -> LogConfig {
+pub(super) fn small_segments() -> LogConfig {
     LogConfig {
         segment_bytes: 1_000,
         index_interval_bytes: 200,
