@@ -53,6 +53,30 @@ struct Backoff {
     next_attempt: Instant,
 }
 
+/// The manifest the pointer names, fetched from the object store.
+async fn load_published(tier: &RemoteTier, topic_id: Uuid, partition: i32) -> Result<Published> {
+    let pointer = tier.pointers.get(topic_id, partition).await?;
+    let manifest = match &pointer {
+        None => Manifest::empty(topic_id, partition),
+        Some(p) => {
+            let key = Path::from(p.key.as_str());
+            let bytes = tier
+                .store
+                .get(&key)
+                .await
+                .map_err(|e| LogError::object_store(&key, e))?
+                .bytes()
+                .await;
+            let bytes = bytes.map_err(|e| LogError::object_store(&key, e))?;
+            Manifest::decode(&p.key, &bytes)?
+        }
+    };
+    Ok(Published {
+        manifest: Arc::new(manifest),
+        pointer,
+    })
+}
+
 /// The remote side of one partition.
 #[derive(Debug)]
 pub struct RemotePartition {
@@ -70,37 +94,28 @@ impl RemotePartition {
     /// Loads the partition's published manifest (none yet is an empty manifest).
     pub async fn open(tier: Arc<RemoteTier>, topic_id: Uuid, partition: i32) -> Result<Self> {
         let paths = PartitionPaths::new(&tier.prefix, topic_id, partition);
-        let pointer = tier.pointers.get(topic_id, partition).await?;
-        let manifest = match &pointer {
-            None => Manifest::empty(topic_id, partition),
-            Some(p) => {
-                let key = Path::from(p.key.as_str());
-                let bytes = tier
-                    .store
-                    .get(&key)
-                    .await
-                    .map_err(|e| LogError::object_store(&key, e))?
-                    .bytes()
-                    .await;
-                let bytes = bytes.map_err(|e| LogError::object_store(&key, e))?;
-                Manifest::decode(&p.key, &bytes)?
-            }
-        };
+        let published = load_published(&tier, topic_id, partition).await?;
         Ok(RemotePartition {
             tier,
             topic_id,
             partition,
             paths,
-            published: RwLock::new(Published {
-                manifest: Arc::new(manifest),
-                pointer,
-            }),
+            published: RwLock::new(published),
             writer: tokio::sync::Mutex::new(()),
             backoff: Mutex::new(Backoff {
                 failures: 0,
                 next_attempt: Instant::now(),
             }),
         })
+    }
+
+    /// Reads the published manifest again: another broker (the previous leader) may have
+    /// published newer versions since this one last did.
+    pub async fn reload(&self) -> Result<()> {
+        let _writer = self.writer.lock().await;
+        let published = load_published(&self.tier, self.topic_id, self.partition).await?;
+        *self.published.write().await = published;
+        Ok(())
     }
 
     fn label(&self) -> PartitionLabels {
@@ -114,13 +129,17 @@ impl RemotePartition {
         Arc::clone(&self.published.read().await.manifest)
     }
 
-    /// Uploads every sealed local segment past the manifest's end, publishing a manifest after
-    /// each, unless a previous failure's backoff has not passed. An idle active segment older than
-    /// `segment.ms` at `now_ms` is rolled first. Returns how many were uploaded.
+    /// Uploads every sealed local segment past the manifest's end and wholly below
+    /// `committed_end` (the high watermark: nothing a new leader could truncate is uploaded),
+    /// publishing a manifest after each, unless a previous failure's backoff has not passed. An
+    /// idle active segment older than `segment.ms` at `now_ms` is rolled first. Uploads are
+    /// fenced by `leader_epoch`: once the manifest holds a segment of a newer leader, this one
+    /// gets [`LogError::Fenced`]. Returns how many were uploaded.
     pub async fn offload(
         &self,
         log: &PartitionLog,
         leader_epoch: i32,
+        committed_end: i64,
         now_ms: i64,
     ) -> Result<usize> {
         if Instant::now()
@@ -133,7 +152,9 @@ impl RemotePartition {
             return Ok(0);
         }
         let _writer = self.writer.lock().await;
-        let result = self.offload_pending(log, leader_epoch, now_ms).await;
+        let result = self
+            .offload_pending(log, leader_epoch, committed_end, now_ms)
+            .await;
         let mut backoff = self.backoff.lock().unwrap_or_else(PoisonError::into_inner);
         match &result {
             Ok(_) => backoff.failures = 0,
@@ -155,6 +176,7 @@ impl RemotePartition {
         &self,
         log: &PartitionLog,
         leader_epoch: i32,
+        committed_end: i64,
         now_ms: i64,
     ) -> Result<usize> {
         if log.roll_if_due(now_ms)? {
@@ -166,12 +188,24 @@ impl RemotePartition {
         if let Some(end) = manifest.end_offset() {
             log.set_remote_end_offset(end);
         }
+        if manifest
+            .segments
+            .iter()
+            .any(|s| s.leader_epoch > leader_epoch)
+        {
+            return Err(LogError::Fenced {
+                partition: format!("{}/{}", self.topic_id.simple(), self.partition),
+            });
+        }
         let end = manifest.end_offset().unwrap_or(i64::MIN);
         // Segments wholly below the log start (DeleteRecords) are never uploaded.
         let pending: Vec<_> = sealed
             .into_iter()
             .filter(|s| {
-                s.base_offset >= end && s.next_offset > s.base_offset && s.next_offset > local_start
+                s.base_offset >= end
+                    && s.next_offset > s.base_offset
+                    && s.next_offset > local_start
+                    && s.next_offset <= committed_end
             })
             .collect();
         let metrics = &self.tier.uploader.metrics;

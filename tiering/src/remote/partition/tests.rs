@@ -140,7 +140,7 @@ async fn offloaded_segments_read_back_identically_and_only_then_leave_local_disk
         .expect("open");
     let sealed = log.sealed_segments().expect("sealed");
     assert_eq!(
-        remote.offload(&log, 0, 0).await.expect("offload"),
+        remote.offload(&log, 0, i64::MAX, 0).await.expect("offload"),
         sealed.len()
     );
     let manifest = remote.manifest().await;
@@ -191,7 +191,10 @@ async fn a_store_outage_delays_offload_without_losing_or_duplicating() {
         .await
         .expect("open");
     f.switch.failing.store(true, Ordering::SeqCst);
-    let err = remote.offload(&log, 0, 0).await.expect_err("store is down");
+    let err = remote
+        .offload(&log, 0, i64::MAX, 0)
+        .await
+        .expect_err("store is down");
     assert!(err.is_retriable(), "{err}");
     assert_eq!(
         log.apply_retention(0).expect("retention"),
@@ -200,7 +203,10 @@ async fn a_store_outage_delays_offload_without_losing_or_duplicating() {
     );
     fill(&log, 30);
     assert_eq!(
-        remote.offload(&log, 0, 0).await.expect("backing off"),
+        remote
+            .offload(&log, 0, i64::MAX, 0)
+            .await
+            .expect("backing off"),
         0,
         "retries wait for the backoff"
     );
@@ -208,7 +214,10 @@ async fn a_store_outage_delays_offload_without_losing_or_duplicating() {
     tokio::time::sleep(LONGEST_RETRY.min(Duration::from_millis(1_100))).await;
     let sealed = log.sealed_segments().expect("sealed");
     assert_eq!(
-        remote.offload(&log, 0, 0).await.expect("caught up"),
+        remote
+            .offload(&log, 0, i64::MAX, 0)
+            .await
+            .expect("caught up"),
         sealed.len()
     );
     let manifest = remote.manifest().await;
@@ -220,7 +229,7 @@ async fn a_store_outage_delays_offload_without_losing_or_duplicating() {
     }
     assert_eq!(manifest.segments.first().map(|s| s.base_offset), Some(0));
     assert_eq!(
-        remote.offload(&log, 0, 0).await.expect("idle"),
+        remote.offload(&log, 0, i64::MAX, 0).await.expect("idle"),
         0,
         "nothing uploaded twice"
     );
@@ -237,10 +246,57 @@ async fn a_stale_writer_is_fenced() {
     let current = RemotePartition::open(f.tier("c2").await, f.topic, 0)
         .await
         .expect("open");
-    current.offload(&log, 1, 0).await.expect("offload");
+    current
+        .offload(&log, 1, i64::MAX, 0)
+        .await
+        .expect("offload");
     fill(&log, 30);
-    let err = stale.offload(&log, 0, 0).await.expect_err("fenced");
+    let err = stale
+        .offload(&log, 0, i64::MAX, 0)
+        .await
+        .expect_err("fenced");
     assert!(matches!(err, LogError::Fenced { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn an_older_leader_is_fenced_even_with_the_current_manifest() {
+    let f = Fixture::new();
+    let log = f.log("p0", 0);
+    fill(&log, 30);
+    let old = RemotePartition::open(f.tier("c1").await, f.topic, 0)
+        .await
+        .expect("open");
+    let new = RemotePartition::open(f.tier("c2").await, f.topic, 0)
+        .await
+        .expect("open");
+    new.offload(&log, 5, i64::MAX, 0).await.expect("offload");
+    fill(&log, 30);
+    old.reload().await.expect("reload");
+    let err = old.offload(&log, 4, i64::MAX, 0).await.expect_err("fenced");
+    assert!(matches!(err, LogError::Fenced { .. }), "{err}");
+    assert!(new.offload(&log, 5, i64::MAX, 0).await.expect("offload") > 0);
+}
+
+#[tokio::test]
+async fn only_segments_below_the_committed_end_are_uploaded() {
+    let f = Fixture::new();
+    let log = f.log("p0", 0);
+    fill(&log, 30);
+    let remote = RemotePartition::open(f.tier("c1").await, f.topic, 0)
+        .await
+        .expect("open");
+    let sealed = log.sealed_segments().expect("sealed");
+    assert!(sealed.len() >= 2, "the fixture rolls segments");
+    let committed = sealed[1].next_offset - 1;
+    remote
+        .offload(&log, 0, committed, 0)
+        .await
+        .expect("offload");
+    assert_eq!(
+        remote.manifest().await.end_offset(),
+        Some(sealed[0].next_offset),
+        "a segment reaching past the committed end waits"
+    );
 }
 
 #[tokio::test]
@@ -251,7 +307,7 @@ async fn corrupt_or_missing_objects_are_errors_not_data() {
     let remote = RemotePartition::open(f.tier("c1").await, f.topic, 0)
         .await
         .expect("open");
-    remote.offload(&log, 0, 0).await.expect("offload");
+    remote.offload(&log, 0, i64::MAX, 0).await.expect("offload");
     let first = remote.manifest().await.segments[0].clone();
     let key = Path::from(first.key.as_str());
     let mut bytes = f
@@ -288,7 +344,7 @@ async fn retention_across_tiers_drops_remote_segments_and_their_objects() {
     let remote = RemotePartition::open(f.tier("c").await, f.topic, 0)
         .await
         .expect("open");
-    remote.offload(&log, 0, 0).await.expect("offload");
+    remote.offload(&log, 0, i64::MAX, 0).await.expect("offload");
     let before = f.object_count().await;
     let total = remote.manifest().await.log_bytes();
     let keep = LogConfig {
