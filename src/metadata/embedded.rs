@@ -1,23 +1,25 @@
 //! The embedded metadata store of a single-node broker: the whole key space in memory, written to
 //! one JSON file on every change (temporary file, fsync, rename), so a crash leaves either the old
-//! or the new state.
+//! or the new state. Watches are woken after each persisted change.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 
-use super::{Expect, MetadataError, MetadataStore, Versioned};
+use super::watch::Watchers;
+use super::{Expect, MetadataError, MetadataStore, Versioned, Write, conflict};
 
 /// A file-backed [`MetadataStore`] for one process.
 #[derive(Debug)]
 pub struct EmbeddedStore {
     path: PathBuf,
     state: Mutex<State>,
+    watchers: Watchers,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -46,6 +48,7 @@ impl EmbeddedStore {
         Ok(EmbeddedStore {
             path: path.to_path_buf(),
             state: Mutex::new(state),
+            watchers: Watchers::default(),
         })
     }
 
@@ -70,18 +73,11 @@ fn unavailable(path: &Path, e: &std::io::Error) -> MetadataError {
     MetadataError::Unavailable(format!("{}: {e}", path.display()))
 }
 
-fn check(key: &str, current: Option<&Entry>, expect: Expect) -> Result<(), MetadataError> {
-    let ok = match expect {
+fn holds(current: Option<&Entry>, expect: Expect) -> bool {
+    match expect {
         Expect::Any => true,
         Expect::Absent => current.is_none(),
         Expect::Version(v) => current.is_some_and(|e| e.version == v),
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(MetadataError::Conflict {
-            key: key.to_string(),
-        })
     }
 }
 
@@ -114,37 +110,77 @@ impl MetadataStore for EmbeddedStore {
     }
 
     async fn put(&self, key: &str, value: String, expect: Expect) -> Result<u64, MetadataError> {
-        let mut state = self.state.lock().await;
-        check(key, state.entries.get(key), expect)?;
-        let version = state.revision + 1;
-        let previous = state
-            .entries
-            .insert(key.to_string(), Entry { value, version });
-        state.revision = version;
-        if let Err(e) = self.persist(&state) {
-            match previous {
-                Some(p) => state.entries.insert(key.to_string(), p),
-                None => state.entries.remove(key),
-            };
-            state.revision -= 1;
-            return Err(e);
-        }
-        Ok(version)
+        let key = key.to_string();
+        let write = Write::Put {
+            key: key.clone(),
+            value,
+        };
+        self.transact(&[(key, expect)], vec![write]).await
     }
 
     async fn delete(&self, key: &str, expect: Expect) -> Result<(), MetadataError> {
+        let key = key.to_string();
+        let write = Write::Delete { key: key.clone() };
+        self.transact(&[(key, expect)], vec![write])
+            .await
+            .map(|_| ())
+    }
+
+    async fn transact(
+        &self,
+        conditions: &[(String, Expect)],
+        writes: Vec<Write>,
+    ) -> Result<u64, MetadataError> {
         let mut state = self.state.lock().await;
-        check(key, state.entries.get(key), expect)?;
-        let Some(previous) = state.entries.remove(key) else {
-            return Ok(());
-        };
-        state.revision += 1;
+        if !conditions
+            .iter()
+            .all(|(key, expect)| holds(state.entries.get(key), *expect))
+        {
+            return Err(conflict(conditions));
+        }
+        let revision = state.revision + 1;
+        // What each write replaced, to undo them if they cannot be persisted.
+        let mut undo = Vec::with_capacity(writes.len());
+        for write in writes {
+            match write {
+                Write::Put { key, value } => {
+                    let previous = state.entries.insert(
+                        key.clone(),
+                        Entry {
+                            value,
+                            version: revision,
+                        },
+                    );
+                    undo.push((key, previous));
+                }
+                Write::Delete { key } => {
+                    if let Some(previous) = state.entries.remove(&key) {
+                        undo.push((key, Some(previous)));
+                    }
+                }
+            }
+        }
+        if undo.is_empty() {
+            return Ok(state.revision);
+        }
+        state.revision = revision;
         if let Err(e) = self.persist(&state) {
-            state.entries.insert(key.to_string(), previous);
+            for (key, previous) in undo.into_iter().rev() {
+                match previous {
+                    Some(p) => state.entries.insert(key, p),
+                    None => state.entries.remove(&key),
+                };
+            }
             state.revision -= 1;
             return Err(e);
         }
-        Ok(())
+        let changed: Vec<&str> = undo.iter().map(|(key, _)| key.as_str()).collect();
+        self.watchers.notify(&changed);
+        Ok(revision)
+    }
+
+    fn watch(&self, prefix: &str) -> watch::Receiver<u64> {
+        self.watchers.add(prefix)
     }
 }
 

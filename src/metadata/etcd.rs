@@ -2,17 +2,26 @@
 //! `/strata/<cluster name>/`, so several clusters can share one etcd. A key's version is its etcd
 //! `mod_revision`, and conditional writes are etcd transactions that compare it (or, for
 //! [`Expect::Absent`], the `create_revision` 0 of a missing key), so two brokers racing on a key
-//! cannot both win.
+//! cannot both win. A watch is an etcd watch of the prefix, kept by a background task that
+//! re-establishes it after an outage.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp};
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
+    WatchStream,
+};
+use tokio::sync::watch;
 
-use super::{Expect, MetadataError, MetadataStore, Versioned};
+use super::watch::{Backoff, bump};
+use super::{Expect, MetadataError, MetadataStore, Versioned, Write, conflict};
 
 /// How long connecting and each request may take before the store counts as unavailable.
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the connection is pinged while a request or watch is open, so that a watch on a
+/// silently lost etcd fails (etcd refuses pings more often than every 5 s).
+const KEEP_ALIVE: Duration = Duration::from_secs(10);
 
 /// The metadata store of one cluster in etcd.
 #[derive(Clone)]
@@ -43,7 +52,8 @@ impl EtcdStore {
     pub async fn connect(endpoints: &[String], cluster: &str) -> Result<Self, MetadataError> {
         let options = ConnectOptions::new()
             .with_connect_timeout(TIMEOUT)
-            .with_timeout(TIMEOUT);
+            .with_timeout(TIMEOUT)
+            .with_keep_alive(KEEP_ALIVE, TIMEOUT);
         let client = Client::connect(endpoints, Some(options))
             .await
             .map_err(unavailable)?;
@@ -128,25 +138,96 @@ impl EtcdStore {
         expect: Expect,
         op: TxnOp,
     ) -> Result<u64, MetadataError> {
-        let full = self.full(key);
-        let mut txn = Txn::new();
-        if let Some(compare) = self.condition(&full, expect) {
-            txn = txn.when([compare]);
-        }
+        self.txn(&[(key.to_string(), expect)], vec![op]).await
+    }
+
+    /// Runs `ops` if every condition holds; returns the store revision after the transaction.
+    async fn txn(
+        &self,
+        conditions: &[(String, Expect)],
+        ops: Vec<TxnOp>,
+    ) -> Result<u64, MetadataError> {
+        let compares: Vec<Compare> = conditions
+            .iter()
+            .filter_map(|(key, expect)| self.condition(&self.full(key), *expect))
+            .collect();
         let response = self
             .client
             .kv_client()
-            .txn(txn.and_then([op]))
+            .txn(Txn::new().when(compares).and_then(ops))
             .await
             .map_err(unavailable)?;
         if !response.succeeded() {
-            return Err(MetadataError::Conflict {
-                key: key.to_string(),
-            });
+            return Err(conflict(conditions));
         }
         Ok(response
             .header()
             .map_or(0, |h| u64::try_from(h.revision()).unwrap_or(0)))
+    }
+}
+
+/// Keeps an etcd watch of every key under `key` open, bumping `sender` on each change and each
+/// time the watch is (re-)established, and re-opening it after a backoff whenever it is lost.
+async fn keep_watching(client: Client, key: &str, sender: &watch::Sender<u64>) {
+    let mut backoff = Backoff::default();
+    let mut healthy = true;
+    loop {
+        let error = match open_watch(client.clone(), key).await {
+            Ok(stream) => {
+                if !healthy {
+                    tracing::info!(key, "the etcd watch is re-established");
+                    healthy = true;
+                }
+                backoff = Backoff::default();
+                bump(sender);
+                follow(stream, sender).await
+            }
+            Err(error) => error,
+        };
+        let wait = backoff.next_wait();
+        if healthy {
+            tracing::warn!(key, %error, ?wait, "lost the etcd watch; re-establishing it");
+        } else {
+            tracing::debug!(key, %error, ?wait, "could not re-establish the etcd watch yet");
+        }
+        healthy = false;
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Opens a watch of every key under `key` and waits until etcd confirms it is in place.
+async fn open_watch(mut client: Client, key: &str) -> Result<WatchStream, MetadataError> {
+    let options = WatchOptions::new().with_prefix();
+    let mut stream = client
+        .watch(key, Some(options))
+        .await
+        .map_err(unavailable)?;
+    match stream.message().await.map_err(unavailable)? {
+        Some(response) if response.created() && !response.canceled() => Ok(stream),
+        _ => Err(MetadataError::Unavailable(
+            "etcd did not create the watch".into(),
+        )),
+    }
+}
+
+/// Bumps `sender` on every batch of events until the watch fails, ends or is cancelled.
+async fn follow(mut stream: WatchStream, sender: &watch::Sender<u64>) -> MetadataError {
+    loop {
+        match stream.message().await {
+            Ok(Some(response)) if response.canceled() => {
+                return MetadataError::Unavailable(format!(
+                    "etcd cancelled the watch: {}",
+                    response.cancel_reason()
+                ));
+            }
+            Ok(Some(response)) => {
+                if !response.events().is_empty() {
+                    bump(sender);
+                }
+            }
+            Ok(None) => return MetadataError::Unavailable("etcd ended the watch".into()),
+            Err(e) => return unavailable(e),
+        }
     }
 }
 
@@ -216,10 +297,38 @@ impl MetadataStore for EtcdStore {
         let op = TxnOp::delete(self.full(key), None);
         self.conditional(key, expect, op).await.map(|_| ())
     }
+
+    async fn transact(
+        &self,
+        conditions: &[(String, Expect)],
+        writes: Vec<Write>,
+    ) -> Result<u64, MetadataError> {
+        let ops = writes
+            .into_iter()
+            .map(|write| match write {
+                Write::Put { key, value } => TxnOp::put(self.full(&key), value, None),
+                Write::Delete { key } => TxnOp::delete(self.full(&key), None),
+            })
+            .collect();
+        self.txn(conditions, ops).await
+    }
+
+    fn watch(&self, prefix: &str) -> watch::Receiver<u64> {
+        let (sender, receiver) = watch::channel(0);
+        let (client, key) = (self.client.clone(), self.full(prefix));
+        tokio::spawn(async move {
+            tokio::select! {
+                () = sender.closed() => {}
+                () = keep_watching(client, &key, &sender) => {}
+            }
+        });
+        receiver
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::conformance::changed;
     use super::*;
 
     /// The etcd the test command started, if any (`STRATA_TEST_ETCD_ENDPOINT`); under CI its
@@ -253,6 +362,61 @@ mod tests {
             other.list("").await.expect("list").is_empty(),
             "another cluster name sees none of these keys"
         );
+    }
+
+    /// A TCP proxy to the etcd at `target` (`host:port`) that is down while the returned sender
+    /// holds `true`: it cuts every connection and refuses new ones, an etcd outage as the client
+    /// sees it. Returns the proxy's endpoint.
+    async fn proxy(target: String) -> (String, watch::Sender<bool>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (down, is_down) = watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let mut is_down = is_down.clone();
+                if *is_down.borrow() {
+                    continue;
+                }
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = is_down.wait_for(|down| *down) => {}
+                    }
+                });
+            }
+        });
+        (format!("http://{address}"), down)
+    }
+
+    #[tokio::test]
+    async fn a_watch_lost_in_an_etcd_outage_is_re_established_and_reported_as_a_change() {
+        let Some(endpoint) = endpoint() else { return };
+        let target = endpoint.trim_start_matches("http://").to_string();
+        let (via_proxy, down) = proxy(target).await;
+        let cluster = format!("test-{}", uuid::Uuid::new_v4().simple());
+        let store = EtcdStore::connect(&[via_proxy], &cluster)
+            .await
+            .expect("connect");
+        let mut watch = store.watch("w/");
+        changed(&mut watch, "starting the watch").await;
+
+        down.send_replace(true);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!watch.has_changed().expect("alive"), "nothing was written");
+        down.send_replace(false);
+        // Nothing was written: this change can only say that the watch is back.
+        changed(&mut watch, "etcd came back").await;
+        store
+            .put("w/a", "a".into(), Expect::Any)
+            .await
+            .expect("put");
+        changed(&mut watch, "a put after the outage").await;
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@ pub mod etcd;
 pub mod keys;
 pub mod pointers;
 pub mod registration;
+mod watch;
 
 use std::fmt::Debug;
 
@@ -34,6 +35,23 @@ pub enum Expect {
     Absent,
     /// The key must exist at exactly this version.
     Version(u64),
+}
+
+/// One write of a [`MetadataStore::transact`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    /// Sets `key` to `value`.
+    Put {
+        /// The key written.
+        key: String,
+        /// The new value.
+        value: String,
+    },
+    /// Removes `key` (no error if missing).
+    Delete {
+        /// The key removed.
+        key: String,
+    },
 }
 
 /// Failures of the metadata store.
@@ -68,6 +86,17 @@ impl MetadataError {
     }
 }
 
+/// The conflict a failed transaction reports: its first conditional key.
+fn conflict(conditions: &[(String, Expect)]) -> MetadataError {
+    let key = conditions
+        .iter()
+        .find(|(_, expect)| *expect != Expect::Any)
+        .map_or("", |(key, _)| key.as_str());
+    MetadataError::Conflict {
+        key: key.to_string(),
+    }
+}
+
 /// A versioned key-value store with compare-and-set.
 #[async_trait]
 pub trait MetadataStore: Send + Sync + Debug {
@@ -79,4 +108,24 @@ pub trait MetadataStore: Send + Sync + Debug {
     async fn put(&self, key: &str, value: String, expect: Expect) -> Result<u64, MetadataError>;
     /// Deletes `key` if `expect` holds. Deleting a missing key with [`Expect::Any`] succeeds.
     async fn delete(&self, key: &str, expect: Expect) -> Result<(), MetadataError>;
+    /// Applies every write if every condition holds, atomically; otherwise writes nothing and
+    /// fails with [`MetadataError::Conflict`] naming the first conditional key (etcd does not say
+    /// which condition failed). Returns the store revision of the writes: the new version of each
+    /// written key (the current revision if nothing changed, e.g. deletes of missing keys). A key
+    /// may be written at most once per transaction (etcd refuses repeats).
+    ///
+    /// This fences a writer: a controller conditions its writes on the controller key at the
+    /// version it wrote, so they fail once another controller has taken over.
+    async fn transact(
+        &self,
+        conditions: &[(String, Expect)],
+        writes: Vec<Write>,
+    ) -> Result<u64, MetadataError>;
+    /// A receiver whose value changes whenever a key under `prefix` is written or deleted, and
+    /// whenever the watch is (re-)established: once at the start, and again after an etcd outage.
+    /// So a caller that reads once at start and re-reads on every change never misses a write.
+    /// The first value is available at once; the first change only says that the watch is in
+    /// place (at once for the embedded store). The watch lives while any receiver (or clone)
+    /// does. Must be called within a Tokio runtime.
+    fn watch(&self, prefix: &str) -> tokio::sync::watch::Receiver<u64>;
 }
