@@ -9,15 +9,21 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{Broker, run_housekeeping};
+use crate::broker::{Broker, run_cluster_sync, run_housekeeping};
+use crate::cluster::controller::{Liveness, run_controller};
 use crate::error::BrokerError;
 use crate::group::run_group_timers;
 use crate::metadata::MetadataStore;
 use crate::metadata::embedded::EmbeddedStore;
 use crate::metadata::etcd::EtcdStore;
-use crate::metadata::registration::{BrokerRecord, Registration, RegistrationError};
+use crate::metadata::registration::{
+    BrokerRecord, Registration, RegistrationError, register_embedded,
+};
 use crate::metrics_http;
 use crate::protocol::server;
+use crate::replication::isr::run_isr_shrinker;
+use crate::replication::proto::replication_server::ReplicationServer;
+use crate::replication::service::ReplicationService;
 use crate::settings::Settings;
 
 /// Why the broker could not start.
@@ -51,9 +57,11 @@ pub enum StartupError {
 #[derive(Debug)]
 pub struct Running {
     registration: Option<Registration>,
+    liveness: Liveness,
     broker: Arc<Broker>,
     listener: TcpListener,
     metrics_listener: TcpListener,
+    replication_listener: TcpListener,
     _lock: File,
 }
 
@@ -68,24 +76,47 @@ pub async fn start(settings: Settings) -> Result<Running, StartupError> {
     let lock = File::create(dir.join(".lock")).map_err(|e| data_dir_error(e.to_string()))?;
     lock.try_lock()
         .map_err(|_| data_dir_error("another broker is using it".into()))?;
-    let (store, registration): (Arc<dyn MetadataStore>, _) = if settings.etcd.is_empty() {
-        let embedded =
-            EmbeddedStore::open(&dir.join("metadata.json")).map_err(BrokerError::from)?;
-        (Arc::new(embedded), None)
-    } else {
-        let etcd = EtcdStore::connect(&settings.etcd, &settings.cluster_name)
-            .await
-            .map_err(BrokerError::from)?;
-        let record = BrokerRecord {
-            broker_id: settings.broker_id,
-            host: settings.advertised_host.clone(),
-            port: settings.advertised_port,
-            rack: settings.broker_rack.clone(),
-        };
-        let timeout = Duration::from_millis(settings.broker_session_timeout_ms);
-        let registration = Registration::register(etcd.clone(), record, timeout).await?;
-        (Arc::new(etcd), Some(registration))
+    let replication_listen = settings.replication_listen;
+    let replication_listener = TcpListener::bind(replication_listen)
+        .await
+        .map_err(|source| StartupError::Bind {
+            addr: replication_listen,
+            source,
+        })?;
+    let replication_port = replication_listener
+        .local_addr()
+        .map_err(|source| StartupError::Bind {
+            addr: replication_listen,
+            source,
+        })?
+        .port();
+    let record = BrokerRecord {
+        broker_id: settings.broker_id,
+        host: settings.advertised_host.clone(),
+        port: settings.advertised_port,
+        rack: settings.broker_rack.clone(),
+        replication: format!("{}:{replication_port}", settings.advertised_host),
     };
+    let (store, registration, liveness): (Arc<dyn MetadataStore>, _, _) =
+        if settings.etcd.is_empty() {
+            let embedded =
+                EmbeddedStore::open(&dir.join("metadata.json")).map_err(BrokerError::from)?;
+            register_embedded(&embedded, &record)
+                .await
+                .map_err(BrokerError::from)?;
+            (Arc::new(embedded), None, Liveness::Embedded)
+        } else {
+            let etcd = EtcdStore::connect(&settings.etcd, &settings.cluster_name)
+                .await
+                .map_err(BrokerError::from)?;
+            let timeout = Duration::from_millis(settings.broker_session_timeout_ms);
+            let registration = Registration::register(etcd.clone(), record, timeout).await?;
+            let liveness = Liveness::Lease {
+                store: Box::new(etcd.clone()),
+                lease: registration.lease(),
+            };
+            (Arc::new(etcd), Some(registration), liveness)
+        };
     let listen = settings.listen;
     let broker = Broker::open(settings, store).await?;
     let listener = TcpListener::bind(listen)
@@ -104,9 +135,11 @@ pub async fn start(settings: Settings) -> Result<Running, StartupError> {
             })?;
     Ok(Running {
         registration,
+        liveness,
         broker,
         listener,
         metrics_listener,
+        replication_listener,
         _lock: lock,
     })
 }
@@ -136,6 +169,12 @@ impl Running {
         let registration = self
             .registration
             .map(|r| tokio::spawn(r.run(cancel.child_token())));
+        let cluster = spawn_cluster_tasks(&self.broker, self.liveness, &cancel);
+        let replication = tokio::spawn(serve_replication(
+            self.replication_listener,
+            Arc::clone(&self.broker),
+            cancel.child_token(),
+        ));
         let group_timers = tokio::spawn(run_group_timers(
             Arc::clone(&self.broker),
             cancel.child_token(),
@@ -157,6 +196,14 @@ impl Running {
         if metrics.await.is_err() {
             tracing::error!("the metrics endpoint panicked");
         }
+        if replication.await.is_err() {
+            tracing::error!("the replication service panicked");
+        }
+        for task in cluster {
+            if task.await.is_err() {
+                tracing::error!("a cluster task (controller, sync, ISR) panicked");
+            }
+        }
         self.broker.close().await;
         // The registration task revoked its lease when cancelled: the broker has left the cluster.
         if let Some(registration) = registration
@@ -165,5 +212,37 @@ impl Running {
             tracing::error!("the etcd registration task panicked");
         }
         tracing::info!("broker stopped");
+    }
+}
+
+/// Starts the controller campaign, the cluster sync and the ISR shrinker.
+pub fn spawn_cluster_tasks(
+    broker: &Arc<Broker>,
+    liveness: Liveness,
+    cancel: &CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    vec![
+        tokio::spawn(run_controller(
+            Arc::clone(broker.store()),
+            liveness,
+            broker.settings().broker_id,
+            broker.topic_defaults(),
+            cancel.child_token(),
+        )),
+        tokio::spawn(run_cluster_sync(Arc::clone(broker), cancel.child_token())),
+        tokio::spawn(run_isr_shrinker(Arc::clone(broker), cancel.child_token())),
+    ]
+}
+
+/// Serves the replication gRPC service until `cancel` fires.
+async fn serve_replication(listener: TcpListener, broker: Arc<Broker>, cancel: CancellationToken) {
+    let service = ReplicationServer::new(ReplicationService::new(broker));
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let served = tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())
+        .await;
+    if let Err(e) = served {
+        tracing::error!(error = %e, "the replication service stopped");
     }
 }

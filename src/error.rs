@@ -51,6 +51,27 @@ pub enum BrokerError {
         /// The topic's `min.insync.replicas`.
         required: i32,
     },
+    /// The in-sync replicas fell below `min.insync.replicas` while an `acks=all` produce waited;
+    /// the records were appended by the leader.
+    #[error("the in-sync replicas fell below min.insync.replicas {required} after the append")]
+    NotEnoughReplicasAfterAppend {
+        /// The topic's `min.insync.replicas`.
+        required: i32,
+    },
+    /// This broker does not lead the partition (or does not hold it at all).
+    #[error("this broker does not lead partition {partition} of topic {topic_id}")]
+    NotLeader {
+        /// The topic id.
+        topic_id: uuid::Uuid,
+        /// The partition.
+        partition: i32,
+    },
+    /// The partition has no leader right now (an election is due or no replica is alive).
+    #[error("partition {0} has no leader")]
+    LeaderNotAvailable(String),
+    /// An `acks=all` produce was not replicated to the ISR within the request's timeout.
+    #[error("the records were not replicated to every in-sync replica in time")]
+    ReplicationTimedOut,
     /// Transactions are not supported yet.
     #[error("transactional produce requires a transaction coordinator, which this broker lacks")]
     TransactionsUnsupported,

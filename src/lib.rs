@@ -7,11 +7,13 @@
 
 pub mod app;
 pub mod broker;
+pub mod cluster;
 pub mod error;
 pub mod group;
 pub mod metadata;
 pub mod metrics_http;
 pub mod protocol;
+pub mod replication;
 pub mod settings;
 #[cfg(test)]
 mod test_support;

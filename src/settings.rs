@@ -185,6 +185,22 @@ pub struct SettingsLayer {
     /// are used, at least one) [default: 10000].
     #[arg(long, env = "STRATA_BROKER_SESSION_TIMEOUT_MS")]
     pub broker_session_timeout_ms: Option<u64>,
+    /// Address of the inter-broker replication service (gRPC); other brokers reach it at the
+    /// advertised host and this port [default: 127.0.0.1:9093].
+    #[arg(long, env = "STRATA_REPLICATION_LISTEN")]
+    pub replication_listen: Option<String>,
+    /// `replica.lag.time.max.ms`: a follower that has not caught up with the leader for this long
+    /// leaves the ISR [default: 30000].
+    #[arg(long, env = "STRATA_REPLICA_LAG_TIME_MAX_MS")]
+    pub replica_lag_time_max_ms: Option<u64>,
+    /// `default.replication.factor` of auto-created topics and of creations that leave it
+    /// unset [default: 1].
+    #[arg(long, env = "STRATA_DEFAULT_REPLICATION_FACTOR")]
+    pub default_replication_factor: Option<i16>,
+    /// Replication factor of `__consumer_offsets`, capped by the live brokers when it is
+    /// created [default: 3].
+    #[arg(long, env = "STRATA_OFFSETS_TOPIC_REPLICATION_FACTOR")]
+    pub offsets_topic_replication_factor: Option<i16>,
     /// Partitions of `__consumer_offsets`, fixed once it exists [default: 50].
     #[arg(long, env = "STRATA_OFFSETS_TOPIC_NUM_PARTITIONS")]
     pub offsets_topic_num_partitions: Option<i32>,
@@ -260,6 +276,16 @@ impl SettingsLayer {
             etcd: self.etcd.or(lower.etcd),
             cluster_name: self.cluster_name.or(lower.cluster_name),
             broker_rack: self.broker_rack.or(lower.broker_rack),
+            replication_listen: self.replication_listen.or(lower.replication_listen),
+            replica_lag_time_max_ms: self
+                .replica_lag_time_max_ms
+                .or(lower.replica_lag_time_max_ms),
+            default_replication_factor: self
+                .default_replication_factor
+                .or(lower.default_replication_factor),
+            offsets_topic_replication_factor: self
+                .offsets_topic_replication_factor
+                .or(lower.offsets_topic_replication_factor),
             broker_session_timeout_ms: self
                 .broker_session_timeout_ms
                 .or(lower.broker_session_timeout_ms),
@@ -334,6 +360,14 @@ pub struct Settings {
     pub broker_rack: Option<String>,
     /// The lease of the broker's etcd registration.
     pub broker_session_timeout_ms: u64,
+    /// Where the replication service listens.
+    pub replication_listen: SocketAddr,
+    /// `replica.lag.time.max.ms`.
+    pub replica_lag_time_max_ms: u64,
+    /// `default.replication.factor`.
+    pub default_replication_factor: i16,
+    /// Replication factor of `__consumer_offsets`.
+    pub offsets_topic_replication_factor: i16,
     /// Partitions of `__consumer_offsets`.
     pub offsets_topic_num_partitions: i32,
     /// Timeouts and limits of consumer groups.
@@ -578,7 +612,30 @@ impl Settings {
             "broker-session-timeout-ms",
             layer.broker_session_timeout_ms.unwrap_or(10_000),
         )?;
+        let replication_text = layer
+            .replication_listen
+            .clone()
+            .unwrap_or_else(|| "127.0.0.1:9093".to_string());
+        let replication_listen: SocketAddr = replication_text.parse().map_err(|_| {
+            invalid(
+                "replication-listen",
+                format!("'{replication_text}' is not an IP address and port"),
+            )
+        })?;
         Ok(Settings {
+            replication_listen,
+            replica_lag_time_max_ms: positive(
+                "replica-lag-time-max-ms",
+                layer.replica_lag_time_max_ms.unwrap_or(30_000),
+            )?,
+            default_replication_factor: positive(
+                "default-replication-factor",
+                layer.default_replication_factor.unwrap_or(1),
+            )?,
+            offsets_topic_replication_factor: positive(
+                "offsets-topic-replication-factor",
+                layer.offsets_topic_replication_factor.unwrap_or(3),
+            )?,
             etcd,
             cluster_name,
             broker_rack: layer.broker_rack.clone().filter(|r| !r.is_empty()),
@@ -619,6 +676,7 @@ impl Settings {
             listen: Some("127.0.0.1:0".into()),
             advertised_listener: Some("127.0.0.1:0".into()),
             metrics_listen: Some("127.0.0.1:0".into()),
+            replication_listen: Some("127.0.0.1:0".into()),
             cache_memory_bytes: Some(1 << 20),
             cache_disk_bytes: Some(32 << 20),
             ..SettingsLayer::default()

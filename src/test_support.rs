@@ -9,16 +9,33 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
+use tokio_util::sync::CancellationToken;
+
+use crate::app::spawn_cluster_tasks;
 use crate::broker::Broker;
+use crate::cluster::controller::Liveness;
 use crate::metadata::embedded::EmbeddedStore;
+use crate::metadata::registration::{BrokerRecord, register_embedded};
 use crate::settings::Settings;
 
-/// Opens a broker with default settings whose data lives in `dir`.
+/// Opens a single-node broker with default settings whose data lives in `dir`, with its
+/// controller and cluster sync running (until the test's runtime ends).
 pub(crate) async fn open_broker(dir: &Path) -> Arc<Broker> {
+    let settings = Settings::for_data_dir(dir);
     let store = EmbeddedStore::open(&dir.join("metadata.json")).expect("store");
-    Broker::open(Settings::for_data_dir(dir), Arc::new(store))
+    let record = BrokerRecord {
+        broker_id: settings.broker_id,
+        host: settings.advertised_host.clone(),
+        port: settings.advertised_port,
+        rack: None,
+        replication: String::new(),
+    };
+    register_embedded(&store, &record).await.expect("register");
+    let broker = Broker::open(settings, Arc::new(store))
         .await
-        .expect("broker")
+        .expect("broker");
+    spawn_cluster_tasks(&broker, Liveness::Embedded, &CancellationToken::new());
+    broker
 }
 
 /// Non-idempotent records with keys `k0, k1, ...`, the given values, and timestamps starting at

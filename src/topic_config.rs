@@ -463,6 +463,12 @@ impl TopicConfig {
     pub fn min_insync_replicas(&self) -> i32 {
         self.number("min.insync.replicas") as i32
     }
+
+    /// `unclean.leader.election.enable`.
+    pub fn unclean_leader_election(&self) -> bool {
+        self.value("unclean.leader.election.enable")
+            .eq_ignore_ascii_case("true")
+    }
 }
 
 #[cfg(test)]

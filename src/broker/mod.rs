@@ -3,6 +3,8 @@
 
 mod housekeeping;
 mod partition;
+pub mod replica;
+mod sync;
 mod topic;
 
 use std::collections::{BTreeMap, HashMap};
@@ -11,11 +13,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tokio::sync::Mutex;
+use strata_tiering::remote::RemotePartition;
+use tokio::sync::{Mutex, watch};
 use uuid::Uuid;
 
 pub use housekeeping::run_housekeeping;
 pub use partition::Partition;
+pub use sync::run_cluster_sync;
 pub use topic::Topic;
 
 use strata_tiering::remote::RemoteTier;
@@ -25,11 +29,13 @@ use strata_tiering::remote::reader::RemoteReader;
 use strata_tiering::remote::store::{HookedStore, open_store};
 use strata_tiering::remote::uploader::{RateLimiter, Uploader};
 
+use crate::cluster::view::ClusterView;
 use crate::error::{BrokerError, Result};
 use crate::group::{BrokerOffsetsLog, GroupCoordinator};
 use crate::metadata::MetadataStore;
 use crate::metadata::catalog::{Catalog, TopicRecord};
 use crate::metadata::pointers::StorePointers;
+use crate::replication::peers::Peers;
 use crate::settings::Settings;
 use crate::topic_config::{TopicConfig, TopicDefaults};
 
@@ -79,7 +85,7 @@ pub struct NewTopic {
     pub name: String,
     /// Partitions; `None` for the broker default.
     pub partitions: Option<i32>,
-    /// Replication factor; `None` for the default (1 on a single node).
+    /// Replication factor; `None` for `default.replication.factor`.
     pub replication_factor: Option<i16>,
     /// Explicit replica assignment by partition, if given.
     pub assignment: Option<Vec<Vec<i32>>>,
@@ -102,20 +108,30 @@ pub struct Broker {
     pointers: StorePointers,
     metrics: TieringMetrics,
     groups: GroupCoordinator,
+    store: Arc<dyn MetadataStore>,
+    /// The cluster as last read; handlers answer Metadata from it.
+    cluster: watch::Sender<Arc<ClusterView>>,
+    /// One cluster sync at a time.
+    sync: Mutex<()>,
+    peers: Peers,
 }
 
+/// How long topic creation waits for the controller to assign the new partitions.
+const ASSIGNMENT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Broker {
-    /// Opens the broker: reads the topics from the metadata store, opens (and if needed recovers)
-    /// every partition log, and removes logs of topics deleted while it was down.
+    /// Opens the broker: reads the topics and partition states from the metadata store, opens
+    /// (and if needed recovers) the partitions this broker holds a replica of, and removes logs
+    /// of topics deleted while it was down.
     pub async fn open(settings: Settings, store: Arc<dyn MetadataStore>) -> Result<Arc<Broker>> {
         let catalog = Catalog::new(Arc::clone(&store));
         let cluster_id = catalog.cluster_id().await?;
         let defaults = Arc::new(TopicDefaults::new(&settings.topic_defaults));
         let metrics = TieringMetrics::default();
-        let pointers = StorePointers::new(store);
+        let pointers = StorePointers::new(Arc::clone(&store));
         let tier = open_tier(&settings, &metrics, &pointers).await?;
         let groups = settings.groups;
-        let broker = Broker {
+        let broker = Arc::new(Broker {
             settings,
             cluster_id,
             catalog,
@@ -127,28 +143,53 @@ impl Broker {
             pointers,
             metrics,
             groups: GroupCoordinator::new(groups),
-        };
+            store,
+            cluster: watch::channel(Arc::new(ClusterView::default())).0,
+            sync: Mutex::new(()),
+            peers: Peers::default(),
+        });
         let records = broker.catalog.topics().await?;
-        for record in &records {
-            let topic = broker.open_topic(record).await?;
-            broker.insert_topic(topic);
-        }
         broker.remove_orphan_logs(&records).await?;
+        broker.sync_with_cluster().await?;
         // The first block of producer ids now, so idempotent producers can start while the
         // metadata store (etcd) is briefly unreachable.
         *broker.producer_ids.lock().await = broker.catalog.allocate_producer_ids().await?;
-        let loaded = broker
-            .groups
-            .load(&BrokerOffsetsLog(&broker))
-            .await
-            .map_err(|e| BrokerError::GroupsUnavailable(e.to_string()))?;
-        if loaded > 0 {
-            tracing::info!(
-                groups = loaded,
-                "loaded consumer groups from __consumer_offsets"
-            );
+        Ok(broker)
+    }
+
+    /// Broker defaults of topic configs.
+    pub fn topic_defaults(&self) -> Arc<TopicDefaults> {
+        Arc::clone(&self.defaults)
+    }
+
+    /// The metadata store.
+    pub fn store(&self) -> &Arc<dyn MetadataStore> {
+        &self.store
+    }
+
+    /// The cluster as last read from the metadata store.
+    pub fn cluster(&self) -> Arc<ClusterView> {
+        Arc::clone(&self.cluster.borrow())
+    }
+
+    /// Connections to the other brokers' replication services.
+    pub fn peers(&self) -> &Peers {
+        &self.peers
+    }
+
+    /// Waits until the controller has assigned every partition of topic `id` below `count` and
+    /// this broker has taken up those it holds.
+    async fn wait_for_assignment(&self, id: Uuid, count: i32) -> Result<()> {
+        let mut view = self.cluster.subscribe();
+        let assigned = |v: &ClusterView| (0..count).all(|i| v.partitions.contains_key(&(id, i)));
+        let wait = view.wait_for(|v| assigned(v));
+        match tokio::time::timeout(ASSIGNMENT_WAIT, wait).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(BrokerError::ShuttingDown),
+            Err(_) => Err(BrokerError::LeaderNotAvailable(format!(
+                "topic {id}: the controller has not assigned its partitions yet"
+            ))),
         }
-        Ok(Arc::new(broker))
     }
 
     /// The group coordinator.
@@ -171,11 +212,6 @@ impl Broker {
         &self.cluster_id
     }
 
-    /// Number of brokers whose replicas are in sync for every partition: one, on a single node.
-    pub fn in_sync_replicas(&self) -> usize {
-        1
-    }
-
     fn logs_dir(&self) -> PathBuf {
         self.settings.data_dir.join("logs")
     }
@@ -186,35 +222,64 @@ impl Broker {
             .join(index.to_string())
     }
 
-    async fn open_partitions(
+    async fn open_partition(
         &self,
         id: Uuid,
-        range: Range<i32>,
+        index: i32,
         config: &TopicConfig,
-    ) -> Result<Vec<Arc<Partition>>> {
-        let log_config = config.log_config();
-        let mut opened = Vec::with_capacity(range.len());
-        for index in range {
-            let dir = self.partition_dir(id, index);
-            let tier = Arc::clone(&self.tier);
-            let partition =
-                Partition::open(&dir, tier, id, index, log_config.clone(), now_ms()).await?;
-            opened.push(Arc::new(partition));
-        }
-        Ok(opened)
+    ) -> Result<Arc<Partition>> {
+        let dir = self.partition_dir(id, index);
+        let tier = Arc::clone(&self.tier);
+        let partition = Partition::open(
+            &dir,
+            tier,
+            (id, index),
+            self.settings.broker_id,
+            config.log_config(),
+            now_ms(),
+        )
+        .await?;
+        Ok(Arc::new(partition))
     }
 
-    async fn open_topic(&self, record: &TopicRecord) -> Result<Arc<Topic>> {
-        let config = TopicConfig::new(record.configs.clone(), Arc::clone(&self.defaults))?;
-        let partitions = self
-            .open_partitions(record.id, 0..record.partitions, &config)
-            .await?;
-        Ok(Arc::new(Topic::new(
-            record.name.clone(),
-            record.id,
-            config,
-            partitions,
-        )))
+    /// Stops serving a partition and closes its log; with `delete`, removes its files too.
+    async fn close_partition(&self, partition: &Arc<Partition>, delete: bool) {
+        partition.set_role(replica::Role::Offline, now_ms()).await;
+        let p = Arc::clone(partition);
+        let closed = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            if let Err(e) = p.log().close() {
+                tracing::warn!(log = %p.log().dir().display(), error = %e, "could not close a log cleanly");
+            }
+            if delete {
+                std::fs::remove_dir_all(p.log().dir())?;
+            }
+            Ok(())
+        })
+        .await;
+        if !matches!(closed, Ok(Ok(()))) {
+            tracing::warn!(
+                partition = partition.index(),
+                "could not remove a partition's files"
+            );
+        }
+    }
+
+    /// Forgets a topic deleted elsewhere: closes its partitions and removes its files.
+    async fn remove_local_topic(&self, topic: &Topic) {
+        self.topics
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(topic.name());
+        for p in topic.partitions() {
+            self.close_partition(&p, false).await;
+        }
+        let dir = self.logs_dir().join(topic.id().simple().to_string());
+        let removed = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+        if let Ok(Err(e)) = removed
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(topic = %topic.name(), error = %e, "could not remove a deleted topic's files");
+        }
     }
 
     fn insert_topic(&self, topic: Arc<Topic>) {
@@ -283,6 +348,7 @@ impl Broker {
         if self.topic(&new.name).is_some() {
             return Err(BrokerError::TopicAlreadyExists(new.name.clone()));
         }
+        let live: Vec<i32> = self.cluster().brokers.keys().copied().collect();
         let (partitions, replication) = match &new.assignment {
             Some(assignment) => {
                 if new.partitions.is_some() || new.replication_factor.is_some() {
@@ -290,20 +356,28 @@ impl Broker {
                         "give either a replica assignment or a partition count and replication factor".into(),
                     ));
                 }
+                let factor = assignment.first().map_or(0, Vec::len);
                 for replicas in assignment {
-                    if replicas.is_empty() || replicas.iter().any(|b| *b != self.settings.broker_id)
+                    let mut distinct = replicas.clone();
+                    distinct.sort_unstable();
+                    distinct.dedup();
+                    if replicas.is_empty()
+                        || replicas.len() != factor
+                        || distinct.len() != replicas.len()
+                        || replicas.iter().any(|b| !live.contains(b))
                     {
                         return Err(BrokerError::InvalidReplicaAssignment(format!(
-                            "replica assignment {replicas:?} names brokers other than the only broker, {}",
-                            self.settings.broker_id
+                            "replica assignment {replicas:?} must name the same number of distinct live brokers ({live:?}) for every partition"
                         )));
                     }
                 }
-                (assignment.len() as i32, 1)
+                (assignment.len() as i32, factor as i16)
             }
             None => (
                 new.partitions.unwrap_or(self.settings.num_partitions),
-                new.replication_factor.unwrap_or(1),
+                new.replication_factor
+                    .filter(|r| *r != -1)
+                    .unwrap_or(self.settings.default_replication_factor),
             ),
         };
         if !(1..=MAX_PARTITIONS_PER_TOPIC).contains(&partitions) {
@@ -311,8 +385,8 @@ impl Broker {
                 "number of partitions must be between 1 and {MAX_PARTITIONS_PER_TOPIC}, not {partitions}"
             )));
         }
-        let brokers = 1;
-        if replication < 1 || replication > brokers {
+        let brokers = live.len().max(1);
+        if replication < 1 || replication as usize > brokers {
             return Err(BrokerError::InvalidReplicationFactor(format!(
                 "replication factor {replication} is not between 1 and the {brokers} available broker(s)"
             )));
@@ -321,34 +395,30 @@ impl Broker {
         Ok((partitions, replication, config))
     }
 
-    /// Creates a topic: its record in the metadata store first, then its partition logs.
+    /// Creates a topic: its record in the metadata store, then waits for the controller to
+    /// assign its partitions (which this broker opens if it holds replicas).
     pub async fn create_topic(&self, new: NewTopic) -> Result<Arc<Topic>> {
         let _admin = self.admin.lock().await;
-        let (partitions, _, config) = self.check_new_topic(&new)?;
+        let (partitions, replication_factor, config) = self.check_new_topic(&new)?;
         let record = TopicRecord {
             name: new.name.clone(),
             id: Uuid::new_v4(),
             partitions,
             configs: config.overrides().clone(),
+            replication_factor,
+            assignment: new.assignment.clone(),
         };
         self.catalog.create_topic(&record).await?;
-        let opened = match self
-            .open_partitions(record.id, 0..partitions, &config)
-            .await
-        {
-            Ok(opened) => opened,
-            Err(e) => {
-                // Leave no half-created topic behind: without its record a retry starts afresh.
-                if let Err(undo) = self.catalog.delete_topic(&record.name).await {
-                    tracing::error!(topic = %record.name, error = %undo, "could not undo a failed topic creation");
-                }
-                return Err(e);
-            }
-        };
-        let topic = Arc::new(Topic::new(record.name, record.id, config, opened));
-        self.insert_topic(Arc::clone(&topic));
-        tracing::info!(topic = %new.name, partitions, "created topic");
-        Ok(topic)
+        self.insert_topic(Arc::new(Topic::new(
+            record.name.clone(),
+            record.id,
+            config,
+            partitions,
+        )));
+        tracing::info!(topic = %new.name, partitions, replication_factor, "created topic");
+        self.wait_for_assignment(record.id, partitions).await?;
+        self.topic(&new.name)
+            .ok_or_else(|| BrokerError::UnknownTopicOrPartition(new.name.clone()))
     }
 
     /// Returns the topic, creating it with default settings if it does not exist (auto-creation).
@@ -384,11 +454,19 @@ impl Broker {
             .remove(name);
         let dir = self.logs_dir().join(topic.id().simple().to_string());
         for p in topic.partitions() {
-            if let Err(e) = p.remote().delete_all().await {
-                tracing::warn!(topic = %name, partition = p.index(), error = %e, "could not delete the remote objects of a deleted topic");
+            self.close_partition(&p, false).await;
+        }
+        for index in 0..topic.partition_count() {
+            let deleted =
+                match RemotePartition::open(Arc::clone(&self.tier), topic.id(), index).await {
+                    Ok(remote) => remote.delete_all().await,
+                    Err(e) => Err(e),
+                };
+            if let Err(e) = deleted {
+                tracing::warn!(topic = %name, partition = index, error = %e, "could not delete the remote objects of a deleted topic");
             }
-            if let Err(e) = self.pointers.delete(topic.id(), p.index()).await {
-                tracing::warn!(topic = %name, partition = p.index(), error = %e, "could not delete a manifest pointer");
+            if let Err(e) = self.pointers.delete(topic.id(), index).await {
+                tracing::warn!(topic = %name, partition = index, error = %e, "could not delete a manifest pointer");
             }
         }
         drop(topic);
@@ -431,12 +509,9 @@ impl Broker {
                 Ok(())
             })
             .await?;
-        let added = self
-            .open_partitions(topic.id(), current..count, &topic.config())
-            .await?;
-        topic.add_partitions(added);
+        topic.set_partition_count(count);
         tracing::info!(topic = %name, from = current, to = count, "added partitions");
-        Ok(())
+        self.wait_for_assignment(topic.id(), count).await
     }
 
     /// Replaces a topic's config overrides with `change(current config)`.
@@ -485,6 +560,9 @@ impl Broker {
     /// Closes every partition log cleanly (flush, indexes, producer snapshots) and the chunk cache.
     pub async fn close(&self) {
         self.groups.shutdown().await;
+        for p in self.topics().iter().flat_map(|t| t.partitions()) {
+            p.set_role(replica::Role::Offline, now_ms()).await;
+        }
         self.tier.reader.close().await;
         let partitions: Vec<_> = self.topics().iter().flat_map(|t| t.partitions()).collect();
         let closed = tokio::task::spawn_blocking(move || {

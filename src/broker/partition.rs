@@ -1,9 +1,16 @@
-//! One partition as the broker serves it: its local log, its remote side, and its high watermark,
-//! whose changes wake waiting fetches. Offsets below the local log start are read from the remote
-//! tier; the partition's log start is the remote start once anything was offloaded.
+//! One partition as the broker serves it: its local log, its remote side, this broker's role
+//! (leader, follower) and the high watermark, whose changes wake waiting fetches and `acks=all`
+//! produces. Offsets below the local log start are read from the remote tier; the partition's log
+//! start is the remote start once anything was offloaded.
+//!
+//! On the leader the high watermark is the smallest log end offset in the ISR (followers report
+//! theirs with every replication fetch); on a follower it is what the leader last said, capped by
+//! the follower's own log end.
 
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use bytes::Bytes;
 use strata_tiering::remote::{RemotePartition, RemoteTier};
@@ -11,18 +18,21 @@ use strata_tiering::{AppendOptions, AppendOutcome, LogConfig, LogError, Partitio
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::replica::{self, Progress, Role};
 use crate::error::{BrokerError, Result};
 
-/// The leader epoch stamped on batches and uploads; fixed until replication elects leaders.
-const LEADER_EPOCH: i32 = 0;
-
-/// A partition led by this broker.
+/// A partition this broker holds a replica of.
 #[derive(Debug)]
 pub struct Partition {
+    topic_id: Uuid,
     index: i32,
+    me: i32,
     log: Arc<PartitionLog>,
     remote: Arc<RemotePartition>,
     high_watermark: watch::Sender<i64>,
+    log_end: watch::Sender<i64>,
+    role: watch::Sender<Role>,
+    followers: Mutex<BTreeMap<i32, Progress>>,
 }
 
 impl Partition {
@@ -31,8 +41,8 @@ impl Partition {
     pub async fn open(
         dir: &Path,
         tier: Arc<RemoteTier>,
-        topic_id: Uuid,
-        index: i32,
+        (topic_id, index): (Uuid, i32),
+        me: i32,
         config: LogConfig,
         now_ms: i64,
     ) -> Result<Self> {
@@ -47,13 +57,255 @@ impl Partition {
         if let Some(end) = manifest.end_offset() {
             log.set_remote_end_offset(end);
         }
-        let (high_watermark, _) = watch::channel(log.log_end_offset());
+        // Until told otherwise, only what the remote tier holds is known to be committed.
+        let committed = manifest.end_offset().unwrap_or(0).min(log.log_end_offset());
         Ok(Partition {
+            topic_id,
             index,
+            me,
+            high_watermark: watch::channel(committed).0,
+            log_end: watch::channel(log.log_end_offset()).0,
             log: Arc::new(log),
             remote: Arc::new(remote),
-            high_watermark,
+            role: watch::channel(Role::Offline).0,
+            followers: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// The topic id.
+    pub fn topic_id(&self) -> Uuid {
+        self.topic_id
+    }
+
+    /// This broker's role.
+    pub fn role(&self) -> Role {
+        self.role.borrow().clone()
+    }
+
+    /// A receiver notified whenever the role changes.
+    pub fn watch_role(&self) -> watch::Receiver<Role> {
+        self.role.subscribe()
+    }
+
+    /// The leader epoch, if this broker leads the partition.
+    pub fn leader_epoch(&self) -> Result<i32> {
+        match &*self.role.borrow() {
+            Role::Leader { epoch, .. } => Ok(*epoch),
+            _ => Err(self.not_leader()),
+        }
+    }
+
+    /// The ISR, if this broker leads the partition.
+    pub fn isr(&self) -> Option<Vec<i32>> {
+        match &*self.role.borrow() {
+            Role::Leader { isr, .. } => Some(isr.clone()),
+            _ => None,
+        }
+    }
+
+    fn not_leader(&self) -> BrokerError {
+        BrokerError::NotLeader {
+            topic_id: self.topic_id,
+            partition: self.index,
+        }
+    }
+
+    fn followers(&self) -> std::sync::MutexGuard<'_, BTreeMap<i32, Progress>> {
+        self.followers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes a new role from the partition's state. A new leader (or a new epoch) starts with
+    /// fresh follower progress and re-reads the remote manifest the previous leader published;
+    /// the same leader at the same epoch only takes the new ISR. Returns whether the role changed
+    /// in kind or epoch.
+    pub async fn set_role(&self, role: Role, now_ms: i64) -> bool {
+        let previous = self.role();
+        let new_term = previous.epoch() != role.epoch()
+            || std::mem::discriminant(&previous) != std::mem::discriminant(&role);
+        if let Role::Leader { isr, .. } = &role {
+            if new_term && let Err(e) = self.remote.reload().await {
+                tracing::warn!(partition = self.index, error = %e, "could not re-read the remote manifest on becoming leader");
+            }
+            let mut followers = self.followers();
+            if new_term {
+                followers.clear();
+            }
+            for replica in isr.iter().filter(|r| **r != self.me) {
+                followers
+                    .entry(*replica)
+                    .or_insert_with(|| Progress::new(now_ms));
+            }
+        }
+        self.role.send_replace(role);
+        self.advance_high_watermark();
+        new_term
+    }
+
+    /// Recomputes the leader's high watermark and wakes whoever waits for it.
+    fn advance_high_watermark(&self) {
+        let Role::Leader { isr, .. } = self.role() else {
+            return;
+        };
+        let end = self.log.log_end_offset();
+        let hw = {
+            let followers = self.followers();
+            replica::high_watermark(self.high_watermark(), end, self.me, &isr, &followers)
+        };
+        self.high_watermark.send_if_modified(|current| {
+            let moved = hw != *current;
+            *current = hw;
+            moved
+        });
+    }
+
+    fn publish_log_end(&self) {
+        let end = self.log.log_end_offset();
+        self.log_end.send_if_modified(|current| {
+            let moved = end != *current;
+            *current = end;
+            moved
+        });
+    }
+
+    /// The local log end offset.
+    pub fn log_end_offset(&self) -> i64 {
+        self.log.log_end_offset()
+    }
+
+    /// A receiver notified whenever the local log end moves.
+    pub fn watch_log_end(&self) -> watch::Receiver<i64> {
+        self.log_end.subscribe()
+    }
+
+    /// Records a follower's replication fetch from `fetch_offset` on the leader and moves the
+    /// high watermark. Returns true when the follower, outside the ISR, has caught up enough to
+    /// join it.
+    pub fn follower_fetched(
+        &self,
+        replica: i32,
+        fetch_offset: i64,
+        now_ms: i64,
+        max_lag_ms: i64,
+    ) -> bool {
+        let Some(isr) = self.isr() else { return false };
+        let end = self.log.log_end_offset();
+        let joins = {
+            let mut followers = self.followers();
+            let progress = followers
+                .entry(replica)
+                .or_insert_with(|| Progress::new(now_ms));
+            progress.fetched(fetch_offset, end, now_ms);
+            !isr.contains(&replica)
+                && replica::may_join_isr(progress, self.high_watermark(), now_ms, max_lag_ms)
+        };
+        self.advance_high_watermark();
+        joins
+    }
+
+    /// ISR members that have not caught up within `max_lag_ms`, on the leader.
+    pub fn lagging_followers(&self, now_ms: i64, max_lag_ms: i64) -> Vec<i32> {
+        let Some(isr) = self.isr() else {
+            return Vec::new();
+        };
+        replica::lagging(self.me, &isr, &self.followers(), now_ms, max_lag_ms)
+    }
+
+    /// On a follower: takes the leader's high watermark, capped by the local log end.
+    pub fn set_follower_high_watermark(&self, leader_hw: i64) {
+        let hw = leader_hw.min(self.log.log_end_offset());
+        self.high_watermark.send_if_modified(|current| {
+            let moved = hw != *current;
+            *current = hw;
+            moved
+        });
+    }
+
+    /// Waits until the high watermark reaches `offset`, this broker stops leading, or `timeout`
+    /// passes; returns the error to answer with in the last two cases.
+    pub async fn wait_for_high_watermark(&self, offset: i64, timeout: Duration) -> Result<()> {
+        let mut hw = self.watch_high_watermark();
+        let mut role = self.watch_role();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if *hw.borrow_and_update() >= offset {
+                return Ok(());
+            }
+            if !matches!(&*role.borrow_and_update(), Role::Leader { .. }) {
+                return Err(self.not_leader());
+            }
+            tokio::select! {
+                changed = hw.changed() => changed.map_err(|_| BrokerError::ShuttingDown)?,
+                changed = role.changed() => changed.map_err(|_| BrokerError::ShuttingDown)?,
+                () = tokio::time::sleep_until(deadline) => return Err(BrokerError::ReplicationTimedOut),
+            }
+        }
+    }
+
+    /// Appends batches copied from the leader (offsets and epochs kept), on a follower.
+    pub async fn append_replica(&self, records: Bytes, now_ms: i64) -> Result<()> {
+        let log = Arc::clone(&self.log);
+        tokio::task::spawn_blocking(move || log.append_replica(&records, now_ms))
+            .await
+            .map_err(|_| BrokerError::ShuttingDown)??;
+        self.publish_log_end();
+        Ok(())
+    }
+
+    /// Cuts the local log at `offset` (a follower whose log diverged from the leader's).
+    pub async fn truncate_to(&self, offset: i64) -> Result<()> {
+        let log = Arc::clone(&self.log);
+        tokio::task::spawn_blocking(move || log.truncate_to(offset))
+            .await
+            .map_err(|_| BrokerError::ShuttingDown)??;
+        self.publish_log_end();
+        self.set_follower_high_watermark(self.high_watermark());
+        Ok(())
+    }
+
+    /// Empties the local log and restarts it at `offset` (a follower behind the leader's local
+    /// start: what lies before is in the remote tier).
+    pub async fn reset_to(&self, offset: i64, now_ms: i64) -> Result<()> {
+        let log = Arc::clone(&self.log);
+        tokio::task::spawn_blocking(move || log.reset_to(offset, now_ms))
+            .await
+            .map_err(|_| BrokerError::ShuttingDown)??;
+        self.publish_log_end();
+        self.set_follower_high_watermark(self.high_watermark());
+        Ok(())
+    }
+
+    /// The leader epoch of the last batch in the local log.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.log.latest_epoch()
+    }
+
+    /// Kafka's OffsetsForLeaderEpoch on the local log: the largest epoch at most `epoch` and
+    /// where it ends.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        self.log.end_offset_for_epoch(epoch)
+    }
+
+    /// Offsets below `offset` are in the remote tier (what the leader tells its followers).
+    pub fn set_remote_end_offset(&self, offset: i64) {
+        self.log.set_remote_end_offset(offset);
+    }
+
+    /// The end of the remote tier as the published manifest says, or -1.
+    pub async fn remote_end_offset(&self) -> i64 {
+        self.remote.manifest().await.end_offset().unwrap_or(-1)
+    }
+
+    /// Reads batches for a follower, up to the log end (not the high watermark).
+    pub async fn read_for_follower(&self, offset: i64, max_bytes: usize) -> Result<Bytes> {
+        let log = Arc::clone(&self.log);
+        let end = self.log.log_end_offset();
+        Ok(
+            tokio::task::spawn_blocking(move || log.read(offset, max_bytes, end, true))
+                .await
+                .map_err(|_| BrokerError::ShuttingDown)??,
+        )
     }
 
     /// The partition index.
@@ -71,23 +323,25 @@ impl Partition {
         &self.remote
     }
 
-    /// Appends record batches on a blocking thread (a roll fsyncs a whole segment), then publishes
-    /// the new high watermark, waking fetches that wait on this partition.
+    /// Appends record batches as the leader, stamped with its epoch, on a blocking thread (a roll
+    /// fsyncs a whole segment), then publishes the new log end and high watermark, waking
+    /// fetches (and followers) that wait on this partition.
     pub async fn append(&self, records: Bytes, options: AppendOptions) -> Result<AppendOutcome> {
+        let leader_epoch = self.leader_epoch()?;
         let log = Arc::clone(&self.log);
+        let options = AppendOptions {
+            leader_epoch,
+            ..options
+        };
         let outcome = tokio::task::spawn_blocking(move || log.append(&records, options))
             .await
             .map_err(|_| BrokerError::ShuttingDown)??;
-        let end = self.log.log_end_offset();
-        self.high_watermark.send_if_modified(|hw| {
-            let moved = end > *hw;
-            *hw = (*hw).max(end);
-            moved
-        });
+        self.publish_log_end();
+        self.advance_high_watermark();
         Ok(outcome)
     }
 
-    /// The high watermark: consumers see offsets below it. On a single node it is the log end.
+    /// The high watermark: consumers see offsets below it.
     pub fn high_watermark(&self) -> i64 {
         *self.high_watermark.borrow()
     }
@@ -172,9 +426,29 @@ impl Partition {
         Ok(())
     }
 
-    /// Offloads sealed segments if the topic keeps a remote tier.
+    /// Offloads sealed segments if the topic keeps a remote tier; only the leader uploads, and
+    /// its uploads carry its epoch.
     pub async fn offload(&self, now_ms: i64) -> Result<usize> {
-        Ok(self.remote.offload(&self.log, LEADER_EPOCH, now_ms).await?)
+        let Ok(epoch) = self.leader_epoch() else {
+            return Ok(0);
+        };
+        let committed = self.high_watermark();
+        match self
+            .remote
+            .offload(&self.log, epoch, committed, now_ms)
+            .await
+        {
+            Ok(uploaded) => Ok(uploaded),
+            Err(e @ LogError::Fenced { .. }) => {
+                // Another leader published: read its manifest; if it is newer than this
+                // broker's term, the next round is fenced again until the role changes.
+                if let Err(reload) = self.remote.reload().await {
+                    tracing::warn!(partition = self.index, error = %reload, "could not re-read the remote manifest");
+                }
+                Err(e.into())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Retention in both tiers: local segments by the local limits (only once offloaded, with
@@ -184,7 +458,8 @@ impl Partition {
         tokio::task::spawn_blocking(move || log.apply_retention(now_ms))
             .await
             .map_err(|_| BrokerError::ShuttingDown)??;
-        if config.remote_storage {
+        // Remote objects are the leader's to delete; followers keep local retention only.
+        if config.remote_storage && self.leader_epoch().is_ok() {
             let remote_end = self
                 .remote
                 .manifest()

@@ -13,6 +13,9 @@ use crate::broker::{Broker, NewTopic, Partition, now_ms};
 use crate::error::BrokerError;
 use crate::protocol::records::{decode_key_values, encode_key_values};
 
+/// How long a commit waits for the ISR (Kafka's `offsets.commit.timeout.ms`).
+const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Bytes read per step while loading a partition.
 const READ_STEP_BYTES: usize = 1 << 20;
 
@@ -44,11 +47,18 @@ impl OffsetsLog for BrokerOffsetsLog<'_> {
             ("cleanup.policy".to_string(), "compact".to_string()),
             ("segment.bytes".to_string(), (100 << 20).to_string()),
         ]);
+        let live = self.0.cluster().brokers.len().max(1);
+        let replication = self
+            .0
+            .settings()
+            .offsets_topic_replication_factor
+            .min(i16::try_from(live).unwrap_or(i16::MAX));
         let created = self
             .0
             .create_topic(NewTopic {
                 name: OFFSETS_TOPIC.to_string(),
                 partitions: Some(self.0.settings().offsets_topic_num_partitions),
+                replication_factor: Some(replication),
                 configs,
                 ..NewTopic::default()
             })
@@ -77,7 +87,11 @@ impl OffsetsLog for BrokerOffsetsLog<'_> {
             leader_epoch: 0,
             log_append_time: false,
         };
-        p.append(batch, options).await.map_err(unavailable)?;
+        // Acknowledged only once the whole ISR has it, like acks=all.
+        let outcome = p.append(batch, options).await.map_err(unavailable)?;
+        p.wait_for_high_watermark(outcome.last_offset + 1, COMMIT_TIMEOUT)
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 

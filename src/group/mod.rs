@@ -193,14 +193,16 @@ impl GroupCoordinator {
             .collect()
     }
 
-    /// Rebuilds every group and its offsets from `__consumer_offsets`, if the topic exists.
-    pub async fn load(&self, log: &dyn OffsetsLog) -> Result<usize, GroupError> {
-        let Some(partitions) = log.partitions() else {
-            return Ok(0);
-        };
+    /// Rebuilds the groups of one `__consumer_offsets` partition and their offsets, when this
+    /// broker becomes its leader (the groups' coordinator). Returns how many groups it holds.
+    pub async fn load_partition(
+        &self,
+        log: &dyn OffsetsLog,
+        partition: i32,
+    ) -> Result<usize, GroupError> {
         let mut offsets: HashMap<String, BTreeMap<(String, i32), CommittedOffset>> = HashMap::new();
         let mut stored: HashMap<String, Option<state::StoredGroup>> = HashMap::new();
-        for partition in 0..partitions {
+        {
             for (key, value) in log.read_all(partition).await? {
                 let key = match records::decode_key(key) {
                     Ok(Some(key)) => key,
@@ -252,6 +254,7 @@ impl GroupCoordinator {
         let now = now_ms();
         let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
         let ids: Vec<String> = offsets.keys().chain(stored.keys()).cloned().collect();
+        let mut loaded = 0;
         for id in ids {
             if groups.contains_key(&id) {
                 continue;
@@ -262,6 +265,7 @@ impl GroupCoordinator {
                 None if group_offsets.is_empty() => continue,
                 None => Group::new(&id, self.limits, now),
             };
+            loaded += 1;
             groups.insert(
                 id,
                 Arc::new(Mutex::new(GroupEntry {
@@ -270,7 +274,18 @@ impl GroupCoordinator {
                 })),
             );
         }
-        Ok(groups.len())
+        if loaded > 0 {
+            tracing::info!(partition, groups = loaded, "loaded consumer groups");
+        }
+        Ok(loaded)
+    }
+
+    /// Forgets the groups of an offsets partition this broker no longer leads.
+    pub fn unload_partition(&self, partition: i32, partitions: i32) {
+        self.groups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|id, _| partition_for(id, partitions) != partition);
     }
 
     /// Creates `__consumer_offsets` if needed (FindCoordinator does this, as in Kafka).

@@ -24,6 +24,17 @@ pub struct TopicRecord {
     pub partitions: i32,
     /// Topic-level config overrides, by Kafka config name.
     pub configs: BTreeMap<String, String>,
+    /// Replicas per partition.
+    #[serde(default = "one")]
+    pub replication_factor: i16,
+    /// Replicas asked for explicitly at creation, by partition (the controller assigns them
+    /// otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignment: Option<Vec<Vec<i32>>>,
+}
+
+fn one() -> i16 {
+    1
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -189,6 +200,8 @@ mod tests {
             id: Uuid::new_v4(),
             partitions: 2,
             configs: BTreeMap::new(),
+            replication_factor: 1,
+            assignment: None,
         };
         catalog.create_topic(&record).await.expect("create");
         assert!(matches!(

@@ -7,6 +7,8 @@
 //! | `topics/<name>` | a [`TopicRecord`](super::catalog::TopicRecord) |
 //! | `producer-ids/next` | `{"next": n}`: the first producer id not yet handed out in a block |
 //! | `brokers/<id>` | a [`BrokerRecord`](super::registration::BrokerRecord) under the broker's lease (etcd only) |
+//! | `controller` | `{"broker_id": n}`: the controller, under its lease; the key's version is the controller epoch |
+//! | `partitions/<topic id>/<partition>` | a [`PartitionState`](crate::cluster::state::PartitionState): replicas, leader, leader epoch, ISR |
 //! | `tiering/<topic id>/<partition>` | `{"version": n, "key": "…"}`: the partition's current remote manifest (about 150 bytes, whatever the history) |
 
 /// The key holding the cluster id.
@@ -32,4 +34,21 @@ pub fn topic(name: &str) -> String {
 /// The key of one partition's remote manifest pointer.
 pub fn manifest_pointer(topic_id: uuid::Uuid, partition: i32) -> String {
     format!("tiering/{}/{partition}", topic_id.simple())
+}
+
+/// The key the controller holds.
+pub const CONTROLLER: &str = "controller";
+
+/// The prefix of every partition state.
+pub const PARTITIONS_PREFIX: &str = "partitions/";
+
+/// The key of one partition's replication state.
+pub fn partition_state(topic_id: uuid::Uuid, partition: i32) -> String {
+    format!("{PARTITIONS_PREFIX}{}/{partition}", topic_id.simple())
+}
+
+/// The topic id and partition of a [`partition_state`] key.
+pub fn parse_partition_state(key: &str) -> Option<(uuid::Uuid, i32)> {
+    let (topic, partition) = key.strip_prefix(PARTITIONS_PREFIX)?.split_once('/')?;
+    Some((uuid::Uuid::parse_str(topic).ok()?, partition.parse().ok()?))
 }

@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::etcd::EtcdStore;
@@ -28,6 +29,9 @@ pub struct BrokerRecord {
     pub port: i32,
     /// `broker.rack`, if set.
     pub rack: Option<String>,
+    /// Where the broker serves replication (gRPC), `host:port`.
+    #[serde(default)]
+    pub replication: String,
 }
 
 /// Why a broker may not join its cluster.
@@ -36,11 +40,6 @@ pub enum RegistrationError {
     /// A live broker already has this id.
     #[error("broker id {0} is registered by a live broker in this cluster")]
     IdInUse(i32),
-    /// Another broker is running in the cluster, and clusters do not replicate yet.
-    #[error(
-        "broker {0} is already running in this cluster; clusters of more than one broker need replication, which Strata does not have yet"
-    )]
-    ClusterHasBroker(i32),
     /// etcd failed.
     #[error(transparent)]
     Metadata(#[from] MetadataError),
@@ -52,11 +51,30 @@ pub struct Registration {
     store: EtcdStore,
     record: BrokerRecord,
     ttl_seconds: i64,
-    lease: i64,
+    lease: watch::Sender<i64>,
 }
 
 fn encode(record: &BrokerRecord) -> String {
     serde_json::to_string(record).unwrap_or_default()
+}
+
+/// Registers the only broker of a single-node cluster on the embedded store: its record, with
+/// the records of any other broker id (a previous `--broker-id`) removed.
+pub async fn register_embedded(
+    store: &dyn MetadataStore,
+    record: &BrokerRecord,
+) -> Result<(), MetadataError> {
+    for other in live_brokers(store).await? {
+        if other.broker_id != record.broker_id {
+            store
+                .delete(&keys::broker(other.broker_id), Expect::Any)
+                .await?;
+        }
+    }
+    store
+        .put(&keys::broker(record.broker_id), encode(record), Expect::Any)
+        .await?;
+    Ok(())
 }
 
 /// Every live broker of the cluster.
@@ -86,9 +104,9 @@ impl Registration {
         let deadline = tokio::time::Instant::now() + session_timeout + Duration::from_secs(1);
         loop {
             match Self::try_register(store.clone(), record.clone(), session_timeout).await {
-                Err(
-                    e @ (RegistrationError::IdInUse(_) | RegistrationError::ClusterHasBroker(_)),
-                ) if tokio::time::Instant::now() < deadline => {
+                Err(e @ RegistrationError::IdInUse(_))
+                    if tokio::time::Instant::now() < deadline =>
+                {
                     tracing::info!(error = %e, "waiting for a stale registration to expire");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
@@ -115,23 +133,22 @@ impl Registration {
                 other => other.into(),
             });
         }
-        let registration = Registration {
+        Ok(Registration {
             store,
             record,
             ttl_seconds,
-            lease,
-        };
-        let others: Vec<i32> = live_brokers(&registration.store)
-            .await?
-            .into_iter()
-            .map(|b| b.broker_id)
-            .filter(|id| *id != registration.record.broker_id)
-            .collect();
-        if let Some(other) = others.first() {
-            registration.store.revoke_lease(registration.lease).await;
-            return Err(RegistrationError::ClusterHasBroker(*other));
-        }
-        Ok(registration)
+            lease: watch::channel(lease).0,
+        })
+    }
+
+    /// The current lease, which changes when a lost lease is replaced.
+    pub fn lease(&self) -> watch::Receiver<i64> {
+        self.lease.subscribe()
+    }
+
+    /// The etcd store the broker is registered in.
+    pub fn store(&self) -> &EtcdStore {
+        &self.store
     }
 
     /// Keeps the lease alive until `cancel` fires, registering again after a lost lease; then
@@ -144,7 +161,8 @@ impl Registration {
                 () = cancel.cancelled() => break,
                 () = tokio::time::sleep(interval) => {}
             }
-            match self.store.refresh_lease(self.lease).await {
+            let lease = *self.lease.borrow();
+            match self.store.refresh_lease(lease).await {
                 Ok(true) => {
                     retry = Duration::from_millis(200);
                     continue;
@@ -177,7 +195,8 @@ impl Registration {
                 }
             }
         }
-        self.store.revoke_lease(self.lease).await;
+        let lease = *self.lease.borrow();
+        self.store.revoke_lease(lease).await;
     }
 
     async fn reregister(&mut self) -> Result<(), RegistrationError> {
@@ -189,7 +208,7 @@ impl Registration {
             .await
         {
             Ok(_) => {
-                self.lease = lease;
+                self.lease.send_replace(lease);
                 Ok(())
             }
             Err(e) => {

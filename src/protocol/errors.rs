@@ -21,6 +21,12 @@ pub fn response_error(error: &BrokerError) -> ResponseError {
         BrokerError::InvalidRequest(_) => ResponseError::InvalidRequest,
         BrokerError::InvalidRequiredAcks(_) => ResponseError::InvalidRequiredAcks,
         BrokerError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
+        BrokerError::NotEnoughReplicasAfterAppend { .. } => {
+            ResponseError::NotEnoughReplicasAfterAppend
+        }
+        BrokerError::NotLeader { .. } => ResponseError::NotLeaderOrFollower,
+        BrokerError::LeaderNotAvailable(_) => ResponseError::LeaderNotAvailable,
+        BrokerError::ReplicationTimedOut => ResponseError::RequestTimedOut,
         BrokerError::TransactionsUnsupported => ResponseError::InvalidTxnState,
         // Well-formed but unacceptable records: INVALID_RECORD, which clients do not retry.
         BrokerError::InvalidRecords(_) => ResponseError::InvalidRecord,
@@ -48,6 +54,8 @@ fn log_error(error: &LogError) -> ResponseError {
         }
         LogError::PointerStore(_) => ResponseError::KafkaStorageError,
         LogError::Fenced { .. } => ResponseError::NotLeaderOrFollower,
+        // Only replication appends check offsets; no client request reaches it.
+        LogError::OffsetMismatch { .. } => ResponseError::UnknownServerError,
     }
 }
 

@@ -115,6 +115,7 @@ class Broker:
             "--data-dir", str(self.data_dir),
             "--listen", self.bootstrap,
             "--metrics-listen", "127.0.0.1:0",
+            "--replication-listen", "127.0.0.1:0",
             *self.extra_args,
         ]
 

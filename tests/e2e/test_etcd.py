@@ -82,21 +82,24 @@ def etcd_get(endpoint: str, key: str) -> dict | None:
 
 
 @pytest.mark.timeout(120)
-def test_brokers_register_with_a_lease_and_a_cluster_has_one_broker_until_replication(
-        broker_factory, etcd, strata_binary, tmp_path):
+def test_brokers_register_with_a_lease_and_one_id_is_taken_once(broker_factory, etcd, strata_binary, tmp_path):
     cluster = f"e2e-{uuid.uuid4().hex[:8]}"
     session = ["--broker-session-timeout-ms", "2000", "--broker-rack", "rack-a"]
     first = broker_factory(extra_args=etcd_args(etcd, cluster, tmp_path / "objects") + session)
     key = f"/strata/{cluster}/brokers/1"
-    assert etcd_get(etcd, key) == {"broker_id": 1, "host": "127.0.0.1", "port": first.port, "rack": "rack-a"}
+    registered = etcd_get(etcd, key)
+    assert {k: registered[k] for k in ("broker_id", "host", "port", "rack")} == {
+        "broker_id": 1, "host": "127.0.0.1", "port": first.port, "rack": "rack-a"}
+    assert registered["replication"].startswith("127.0.0.1:")
 
+    # A second process with the same broker id is refused once the first one's session is over.
     second = subprocess.run(
         [str(strata_binary), "serve", "--data-dir", str(tmp_path / "second"), "--listen", f"127.0.0.1:{free_port()}",
-         "--metrics-listen", "127.0.0.1:0", "--broker-id", "2", *etcd_args(etcd, cluster, tmp_path / "objects"),
-         *session],
+         "--metrics-listen", "127.0.0.1:0", "--replication-listen", "127.0.0.1:0", "--broker-id", "1",
+         *etcd_args(etcd, cluster, tmp_path / "objects"), *session],
         capture_output=True, text=True, timeout=60)
     assert second.returncode != 0
-    assert "already running in this cluster" in second.stderr + second.stdout
+    assert "registered by a live broker" in second.stderr + second.stdout
 
     # A killed broker's registration outlives it by its session; a restart waits that out.
     first.kill9()

@@ -99,5 +99,14 @@ async fn create(
         return Ok((uuid::Uuid::nil(), partitions, replication, config));
     }
     let created = broker.create_topic(new).await?;
-    Ok((created.id(), created.partition_count(), 1, created.config()))
+    let replication = broker
+        .cluster()
+        .partition(created.id(), 0)
+        .map_or(1, |s| s.replicas.len() as i16);
+    Ok((
+        created.id(),
+        created.partition_count(),
+        replication,
+        created.config(),
+    ))
 }

@@ -21,13 +21,8 @@ pub async fn handle(broker: &Broker, request: DeleteRecordsRequest) -> DeleteRec
         for p in t.partitions {
             let partition = topic
                 .as_ref()
-                .and_then(|topic| topic.partition(p.partition_index))
-                .ok_or_else(|| {
-                    BrokerError::UnknownTopicOrPartition(format!(
-                        "{}-{}",
-                        t.name.0, p.partition_index
-                    ))
-                });
+                .ok_or_else(|| BrokerError::UnknownTopicOrPartition(t.name.0.to_string()))
+                .and_then(|topic| topic.led_partition(p.partition_index));
             let outcome = match partition {
                 Ok(partition) => {
                     let offset = if p.offset == HIGH_WATERMARK {

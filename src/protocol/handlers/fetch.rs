@@ -99,13 +99,7 @@ fn resolve(broker: &Broker, version: i16, request: &FetchRequest) -> Vec<TopicTa
                     fetch_offset: p.fetch_offset,
                     max_bytes: p.partition_max_bytes.max(0) as usize,
                     partition: match &topic {
-                        Ok(topic) => topic.partition(p.partition).ok_or_else(|| {
-                            BrokerError::UnknownTopicOrPartition(format!(
-                                "{}-{}",
-                                topic.name(),
-                                p.partition
-                            ))
-                        }),
+                        Ok(topic) => topic.led_partition(p.partition),
                         Err(BrokerError::UnknownTopicId(id)) => {
                             Err(BrokerError::UnknownTopicId(*id))
                         }

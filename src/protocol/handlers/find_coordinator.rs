@@ -1,6 +1,6 @@
-//! FindCoordinator: this broker coordinates every consumer group (it leads every partition of
-//! `__consumer_offsets`, which is created here on first use, as Kafka does). Transactions have no
-//! coordinator yet: their keys get COORDINATOR_NOT_AVAILABLE.
+//! FindCoordinator: a group's coordinator is the leader of its `__consumer_offsets` partition
+//! (the topic is created on first use, as Kafka does). Transactions have no coordinator yet:
+//! their keys get COORDINATOR_NOT_AVAILABLE.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -8,7 +8,7 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
-use crate::group::GroupError;
+use crate::group::{GroupError, OFFSETS_TOPIC, partition_for};
 use crate::protocol::errors::group_error;
 
 /// FindCoordinator v4 moved from one key to a batch of keys.
@@ -26,7 +26,6 @@ struct Found {
 }
 
 async fn find(broker: &Broker, key_type: i8, key: &str) -> Found {
-    let settings = broker.settings();
     let error = match key_type {
         KEY_TYPE_GROUP if key.is_empty() => Some((
             group_error(GroupError::InvalidGroupId),
@@ -45,20 +44,43 @@ async fn find(broker: &Broker, key_type: i8, key: &str) -> Found {
             "unknown coordinator key type",
         )),
     };
+    let error = error
+        .map(Err)
+        .unwrap_or_else(|| leader_of_group(broker, key));
     match error {
-        None => Found {
-            node: settings.broker_id,
-            host: StrBytes::from(settings.advertised_host.clone()),
-            port: settings.advertised_port,
+        Ok((node, host, port)) => Found {
+            node,
+            host,
+            port,
             error: None,
         },
-        Some(e) => Found {
+        Err(e) => Found {
             node: -1,
             host: StrBytes::default(),
             port: -1,
             error: Some(e),
         },
     }
+}
+
+/// The broker leading the group's offsets partition: its id, host and port.
+fn leader_of_group(
+    broker: &Broker,
+    group: &str,
+) -> Result<(i32, StrBytes, i32), (ResponseError, &'static str)> {
+    let unavailable = (
+        ResponseError::CoordinatorNotAvailable,
+        "the group's __consumer_offsets partition has no leader yet",
+    );
+    let topic = broker.topic(OFFSETS_TOPIC).ok_or(unavailable)?;
+    let partition = partition_for(group, topic.partition_count());
+    let view = broker.cluster();
+    let leader = view
+        .partition(topic.id(), partition)
+        .map(|s| s.leader)
+        .ok_or(unavailable)?;
+    let record = view.brokers.get(&leader).ok_or(unavailable)?;
+    Ok((leader, StrBytes::from(record.host.clone()), record.port))
 }
 
 /// Handles a FindCoordinator request.

@@ -30,20 +30,23 @@ pub async fn handle(
                 ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
             let found = match topic
                 .as_ref()
-                .and_then(|topic| topic.partition(p.partition_index))
+                .map(|topic| topic.led_partition(p.partition_index))
             {
-                Some(partition) => lookup(&partition, p.timestamp).await,
+                Some(Ok(partition)) => lookup(&partition, p.timestamp)
+                    .await
+                    .map(|(t, o)| (t, o, partition.leader_epoch().unwrap_or(-1))),
+                Some(Err(e)) => Err(e),
                 None => Err(BrokerError::UnknownTopicOrPartition(format!(
                     "{}-{}",
                     t.name.0, p.partition_index
                 ))),
             };
             partitions.push(match found {
-                Ok((timestamp, offset)) => {
+                Ok((timestamp, offset, epoch)) => {
                     let response = response.with_timestamp(timestamp).with_offset(offset);
                     // Leader epochs appear in v4; earlier versions must leave the field unset.
                     if version >= 4 {
-                        response.with_leader_epoch(0)
+                        response.with_leader_epoch(epoch)
                     } else {
                         response
                     }

@@ -1,4 +1,5 @@
-//! Metadata: brokers, the controller, topics and partition leadership; creates unknown topics when
+//! Metadata: the live brokers, the controller, topics and each partition's leader, replicas and
+//! ISR as the cluster's partition states say; creates unknown topics when
 //! auto-creation is on and the client allows it.
 
 use kafka_protocol::messages::metadata_response::{
@@ -8,7 +9,10 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
+use kafka_protocol::error::ResponseError;
+
 use crate::broker::{Broker, Topic};
+use crate::cluster::state::NO_LEADER;
 use crate::error::BrokerError;
 use crate::protocol::errors::response_error;
 
@@ -61,15 +65,34 @@ pub async fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> 
             out
         }
     };
-    MetadataResponse::default()
-        .with_brokers(vec![
+    let view = broker.cluster();
+    let mut brokers: Vec<MetadataResponseBroker> = view
+        .brokers
+        .values()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.broker_id))
+                .with_host(StrBytes::from(b.host.clone()))
+                .with_port(b.port)
+                .with_rack(b.rack.clone().map(StrBytes::from))
+        })
+        .collect();
+    if brokers.is_empty() {
+        // Not registered yet (the first moments of startup): at least this broker.
+        brokers.push(
             MetadataResponseBroker::default()
                 .with_node_id(me)
                 .with_host(StrBytes::from(settings.advertised_host.clone()))
                 .with_port(settings.advertised_port),
-        ])
+        );
+    }
+    let controller = view
+        .controller
+        .map_or(BrokerId(-1), |c| BrokerId(c.broker_id));
+    MetadataResponse::default()
+        .with_brokers(brokers)
         .with_cluster_id(Some(StrBytes::from(broker.cluster_id().to_string())))
-        .with_controller_id(me)
+        .with_controller_id(controller)
         .with_topics(topics)
 }
 
@@ -104,18 +127,35 @@ fn by_id(broker: &Broker, id: Uuid) -> Result<std::sync::Arc<Topic>, Failure> {
 }
 
 fn describe(broker: &Broker, topic: &Topic, operations: i32) -> MetadataResponseTopic {
-    let me = BrokerId(broker.settings().broker_id);
-    let partitions = topic
-        .partitions()
-        .iter()
-        .map(|p| {
-            MetadataResponsePartition::default()
-                .with_error_code(0)
-                .with_partition_index(p.index())
-                .with_leader_id(me)
-                .with_leader_epoch(0)
-                .with_replica_nodes(vec![me])
-                .with_isr_nodes(vec![me])
+    let view = broker.cluster();
+    let partitions = (0..topic.partition_count())
+        .map(|index| {
+            let response = MetadataResponsePartition::default().with_partition_index(index);
+            let Some(state) = view.partition(topic.id(), index) else {
+                return response
+                    .with_error_code(ResponseError::LeaderNotAvailable.code())
+                    .with_leader_id(BrokerId(-1))
+                    .with_leader_epoch(-1);
+            };
+            let ids = |ids: &[i32]| ids.iter().map(|id| BrokerId(*id)).collect::<Vec<_>>();
+            let offline: Vec<i32> = state
+                .replicas
+                .iter()
+                .copied()
+                .filter(|r| !view.brokers.contains_key(r))
+                .collect();
+            let error = if state.leader == NO_LEADER {
+                ResponseError::LeaderNotAvailable.code()
+            } else {
+                0
+            };
+            response
+                .with_error_code(error)
+                .with_leader_id(BrokerId(state.leader))
+                .with_leader_epoch(state.leader_epoch)
+                .with_replica_nodes(ids(&state.replicas))
+                .with_isr_nodes(ids(&state.isr))
+                .with_offline_replicas(ids(&offline))
         })
         .collect();
     MetadataResponseTopic::default()

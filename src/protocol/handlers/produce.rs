@@ -1,6 +1,9 @@
-//! Produce: validate, optionally recompress, and append each partition's batches; acks=0 gets no
-//! response, acks=1 and acks=-1 are answered once the batches are in the log (on a single node the
-//! in-sync replica set is this broker).
+//! Produce: validate, optionally recompress, and append each partition's batches on its leader;
+//! acks=0 gets no response, acks=1 is answered once the batches are in the leader's log, acks=-1
+//! once every in-sync replica has them (the high watermark passed them), with
+//! `min.insync.replicas` checked before the append and again after the wait.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -19,6 +22,7 @@ pub async fn handle(
     request: ProduceRequest,
 ) -> Option<ProduceResponse> {
     let acks = request.acks;
+    let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0).max(1));
     let transactional = request.transactional_id.is_some();
     let mut responses = Vec::with_capacity(request.topic_data.len());
     for topic_data in request.topic_data {
@@ -26,12 +30,11 @@ pub async fn handle(
         let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
         for data in topic_data.partition_data {
             let outcome = produce_partition(
-                broker,
                 topic.as_deref(),
                 &topic_data.name,
                 data.index,
                 data.records,
-                acks,
+                (acks, timeout),
                 transactional,
             )
             .await;
@@ -64,12 +67,11 @@ pub async fn handle(
 }
 
 async fn produce_partition(
-    broker: &Broker,
     topic: Option<&Topic>,
     name: &str,
     index: i32,
     records: Option<Bytes>,
-    acks: i16,
+    (acks, timeout): (i16, Duration),
     transactional: bool,
 ) -> Result<(i64, i64, i64)> {
     if !matches!(acks, -1..=1) {
@@ -79,17 +81,16 @@ async fn produce_partition(
         return Err(BrokerError::TransactionsUnsupported);
     }
     let topic = topic.ok_or_else(|| BrokerError::UnknownTopicOrPartition(name.to_string()))?;
-    let partition = topic
-        .partition(index)
-        .ok_or_else(|| BrokerError::UnknownTopicOrPartition(format!("{name}-{index}")))?;
+    let partition = topic.led_partition(index)?;
     let mut records = records.filter(|r| !r.is_empty()).ok_or_else(|| {
         BrokerError::InvalidRecords("the produce request carried no records".into())
     })?;
     let config = topic.config();
     let required = config.min_insync_replicas();
-    if acks == -1 && (broker.in_sync_replicas() as i32) < required {
+    let in_sync = |p: &crate::broker::Partition| p.isr().map_or(0, |isr| isr.len());
+    if acks == -1 && (in_sync(&partition) as i32) < required {
         return Err(BrokerError::NotEnoughReplicas {
-            isr: broker.in_sync_replicas(),
+            isr: in_sync(&partition),
             required,
         });
     }
@@ -102,6 +103,14 @@ async fn produce_partition(
         log_append_time: config.log_append_time(),
     };
     let outcome = partition.append(records, options).await?;
+    if acks == -1 {
+        partition
+            .wait_for_high_watermark(outcome.last_offset + 1, timeout)
+            .await?;
+        if (in_sync(&partition) as i32) < required {
+            return Err(BrokerError::NotEnoughReplicasAfterAppend { required });
+        }
+    }
     Ok((
         outcome.base_offset,
         outcome.log_append_time.unwrap_or(-1),

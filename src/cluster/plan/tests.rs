@@ -1,0 +1,173 @@
+use super::*;
+
+fn live(ids: &[i32]) -> Vec<Candidate> {
+    ids.iter()
+        .map(|id| Candidate {
+            id: *id,
+            rack: None,
+        })
+        .collect()
+}
+
+fn topic(partitions: i32, rf: i16) -> TopicSpec {
+    TopicSpec {
+        id: Uuid::from_u128(7),
+        partitions,
+        replication_factor: rf,
+        assignment: None,
+        unclean_leader_election: false,
+    }
+}
+
+fn state(replicas: &[i32], leader: i32, epoch: i32, isr: &[i32]) -> PartitionState {
+    PartitionState {
+        replicas: replicas.to_vec(),
+        leader,
+        leader_epoch: epoch,
+        isr: isr.to_vec(),
+    }
+}
+
+fn stored(t: &TopicSpec, index: i32, s: PartitionState) -> BTreeMap<PartitionKey, Stored> {
+    BTreeMap::from([(
+        (t.id, index),
+        Stored {
+            state: s,
+            version: 10,
+        },
+    )])
+}
+
+/// The one update `plan` makes for partition 0 of `t`, given its state and the live brokers.
+fn update(t: &TopicSpec, s: PartitionState, alive: &[i32]) -> Option<PartitionState> {
+    let changes = plan(
+        std::slice::from_ref(t),
+        &stored(t, 0, s),
+        &live(alive),
+        &BTreeSet::new(),
+    );
+    match changes.as_slice() {
+        [] => None,
+        [Change::Update { version, state, .. }] => {
+            assert_eq!(*version, 10, "compares the version read");
+            Some(state.clone())
+        }
+        other => panic!("unexpected changes {other:?}"),
+    }
+}
+
+#[test]
+fn new_partitions_get_replicas_on_live_brokers() {
+    let t = topic(3, 3);
+    let changes = plan(
+        std::slice::from_ref(&t),
+        &BTreeMap::new(),
+        &live(&[1, 2, 3]),
+        &BTreeSet::new(),
+    );
+    assert_eq!(changes.len(), 3);
+    let mut leaders = BTreeSet::new();
+    for change in changes {
+        let Change::Create { state, .. } = change else {
+            panic!("creates only")
+        };
+        assert_eq!(state.replicas.len(), 3);
+        assert_eq!(state.leader, state.replicas[0]);
+        assert_eq!(state.isr, state.replicas);
+        assert_eq!(state.leader_epoch, 0);
+        leaders.insert(state.leader);
+    }
+    assert_eq!(leaders.len(), 3, "leaders spread over the brokers");
+}
+
+#[test]
+fn new_partitions_wait_for_enough_brokers() {
+    let t = topic(1, 3);
+    let changes = plan(&[t], &BTreeMap::new(), &live(&[1, 2]), &BTreeSet::new());
+    assert!(changes.is_empty());
+}
+
+#[test]
+fn explicit_assignments_are_kept() {
+    let mut t = topic(2, 1);
+    t.assignment = Some(vec![vec![3, 1], vec![2, 3]]);
+    let changes = plan(&[t], &BTreeMap::new(), &live(&[1, 3]), &BTreeSet::new());
+    let states: Vec<_> = changes
+        .into_iter()
+        .map(|c| match c {
+            Change::Create { state, .. } => state,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(states[0], state(&[3, 1], 3, 0, &[3, 1]));
+    assert_eq!(states[1], state(&[2, 3], 3, 0, &[3]));
+}
+
+#[test]
+fn leader_elections() {
+    let t = topic(1, 3);
+    let mut unclean = topic(1, 3);
+    unclean.unclean_leader_election = true;
+    let r = [1, 2, 3];
+    type Row<'a> = (
+        &'a str,
+        &'a TopicSpec,
+        PartitionState,
+        &'a [i32],
+        Option<PartitionState>,
+    );
+    #[rustfmt::skip]
+    let table: Vec<Row> = vec![
+        ("healthy: nothing to do", &t, state(&r, 1, 4, &r), &[1, 2, 3], None),
+        ("dead follower leaves the ISR", &t, state(&r, 1, 4, &r), &[1, 3], Some(state(&r, 1, 4, &[1, 3]))),
+        ("dead leader: first live ISR member in replica order", &t, state(&r, 1, 4, &[1, 3, 2]), &[2, 3], Some(state(&r, 2, 5, &[3, 2]))),
+        ("dead leader: out-of-sync replicas are not eligible", &t, state(&r, 1, 4, &[1, 3]), &[2, 3], Some(state(&r, 3, 5, &[3]))),
+        ("no live ISR member: offline, ISR kept", &t, state(&r, 1, 4, &[1]), &[2, 3], Some(state(&r, NO_LEADER, 5, &[1]))),
+        ("offline stays offline without change", &t, state(&r, NO_LEADER, 5, &[1]), &[2, 3], None),
+        ("offline partition comes back with its last ISR member", &t, state(&r, NO_LEADER, 5, &[1]), &[1, 2], Some(state(&r, 1, 6, &[1]))),
+        ("unclean election when allowed", &unclean, state(&r, 1, 4, &[1]), &[3], Some(state(&r, 3, 5, &[3]))),
+        ("the leader itself is never dropped from the ISR", &t, state(&r, 2, 1, &[2]), &[2], None),
+    ];
+    for (name, topic, before, alive, expected) in table {
+        assert_eq!(update(topic, before, alive), expected, "{name}");
+    }
+}
+
+#[test]
+fn preferred_leader_moves_back_only_on_request_and_when_in_sync() {
+    let t = topic(1, 3);
+    let key = (t.id, 0);
+    let requested = BTreeSet::from([key]);
+    let r = [1, 2, 3];
+    let run = |s: PartitionState, alive: &[i32], preferred: &BTreeSet<PartitionKey>| {
+        plan(
+            std::slice::from_ref(&t),
+            &stored(&t, 0, s),
+            &live(alive),
+            preferred,
+        )
+    };
+    assert!(run(state(&r, 2, 3, &r), &r, &BTreeSet::new()).is_empty());
+    assert_eq!(
+        run(state(&r, 2, 3, &r), &r, &requested),
+        vec![Change::Update {
+            partition: key,
+            version: 10,
+            state: state(&r, 1, 4, &r)
+        }]
+    );
+    assert!(run(state(&r, 2, 3, &[2, 3]), &r, &requested).is_empty());
+}
+
+#[test]
+fn partitions_of_deleted_topics_are_removed() {
+    let t = topic(1, 1);
+    let states = stored(&t, 0, state(&[1], 1, 0, &[1]));
+    assert_eq!(
+        plan(&[], &states, &live(&[1]), &BTreeSet::new()),
+        vec![Change::Delete {
+            partition: (t.id, 0),
+            version: 10
+        }]
+    );
+}

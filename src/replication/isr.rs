@@ -1,0 +1,98 @@
+//! ISR changes, made by the partition's leader: a follower that has not caught up for
+//! `replica.lag.time.max.ms` is removed, one that has caught up again is added back. Each change
+//! is a compare-and-set of the partition state at the version the leader read, and only while
+//! the state still names this broker leader at its epoch, so a deposed leader cannot write.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::replica::Role;
+use crate::broker::{Broker, Partition, now_ms};
+use crate::cluster::state::PartitionState;
+use crate::error::{BrokerError, Result};
+use crate::metadata::{Expect, MetadataError, keys};
+
+/// A change of the ISR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IsrChange {
+    /// Followers that caught up join.
+    Add(i32),
+    /// Followers that fell behind leave.
+    Remove,
+}
+
+/// Applies `change` to the partition's ISR in the metadata store, then to the leader's role.
+pub async fn change_isr(broker: &Broker, partition: &Partition, change: IsrChange) -> Result<()> {
+    let me = broker.settings().broker_id;
+    let Role::Leader { epoch, .. } = partition.role() else {
+        return Ok(());
+    };
+    let key = keys::partition_state(partition.topic_id(), partition.index());
+    let Some(current) = broker.store().get(&key).await? else {
+        return Ok(());
+    };
+    let state = PartitionState::decode(&current.value).map_err(|e| {
+        BrokerError::Metadata(MetadataError::Corrupt {
+            key: key.clone(),
+            reason: e.to_string(),
+        })
+    })?;
+    if state.leader != me || state.leader_epoch != epoch {
+        return Ok(());
+    }
+    let mut next = state.clone();
+    match change {
+        IsrChange::Add(replica) => {
+            if state.is_replica(replica) && !next.isr.contains(&replica) {
+                next.isr.push(replica);
+            }
+        }
+        IsrChange::Remove => {
+            let max_lag = broker.settings().replica_lag_time_max_ms as i64;
+            let lagging = partition.lagging_followers(now_ms(), max_lag);
+            next.isr.retain(|r| !lagging.contains(r));
+        }
+    }
+    if next == state {
+        return Ok(());
+    }
+    let version = broker
+        .store()
+        .put(&key, next.encode(), Expect::Version(current.version))
+        .await?;
+    tracing::info!(topic = %partition.topic_id(), partition = partition.index(), from = ?state.isr, to = ?next.isr, "ISR changed");
+    partition
+        .set_role(
+            Role::Leader {
+                epoch,
+                isr: next.isr,
+                version,
+            },
+            now_ms(),
+        )
+        .await;
+    Ok(())
+}
+
+/// Removes lagging followers from the ISR of every partition this broker leads, checking four
+/// times per `replica.lag.time.max.ms`, until `cancel` fires.
+pub async fn run_isr_shrinker(broker: Arc<Broker>, cancel: CancellationToken) {
+    let period = Duration::from_millis((broker.settings().replica_lag_time_max_ms / 4).max(100));
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(period) => {}
+        }
+        let max_lag = broker.settings().replica_lag_time_max_ms as i64;
+        for partition in broker.topics().iter().flat_map(|t| t.partitions()) {
+            if partition.lagging_followers(now_ms(), max_lag).is_empty() {
+                continue;
+            }
+            if let Err(e) = change_isr(&broker, &partition, IsrChange::Remove).await {
+                tracing::warn!(partition = partition.index(), error = %e, "could not shrink the ISR");
+            }
+        }
+    }
+}
