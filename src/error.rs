@@ -72,6 +72,18 @@ pub enum BrokerError {
     /// An `acks=all` produce was not replicated to the ISR within the request's timeout.
     #[error("the records were not replicated to every in-sync replica in time")]
     ReplicationTimedOut,
+    /// A reassignment cannot start or be cancelled.
+    #[error(transparent)]
+    Reassignment(#[from] crate::cluster::reassign::ReassignError),
+    /// The preferred replica already leads.
+    #[error("the preferred replica already leads the partition")]
+    ElectionNotNeeded,
+    /// The preferred replica is down or out of sync.
+    #[error("the preferred replica {0} is not alive and in sync")]
+    PreferredLeaderNotAvailable(i32),
+    /// The controller did not make the election in time.
+    #[error("the controller did not elect the preferred leader in time")]
+    ElectionTimedOut,
     /// Transactions are not supported yet.
     #[error("transactional produce requires a transaction coordinator, which this broker lacks")]
     TransactionsUnsupported,

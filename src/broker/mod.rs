@@ -3,6 +3,7 @@
 
 mod housekeeping;
 mod partition;
+mod reassign;
 pub mod replica;
 mod sync;
 mod topic;
@@ -19,6 +20,7 @@ use uuid::Uuid;
 
 pub use housekeeping::run_housekeeping;
 pub use partition::Partition;
+pub use reassign::Reassignment;
 pub use sync::run_cluster_sync;
 pub use topic::Topic;
 

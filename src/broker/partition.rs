@@ -287,6 +287,13 @@ impl Partition {
         self.log.end_offset_for_epoch(epoch)
     }
 
+    /// On a follower: moves the local log start up to the leader's (DeleteRecords, or local
+    /// retention of segments already in the remote tier), never past the local log end.
+    pub async fn follow_log_start(&self, leader_start: i64, now_ms: i64) -> Result<()> {
+        let target = leader_start.min(self.log.log_end_offset());
+        self.move_local_start(target, now_ms).await
+    }
+
     /// Offsets below `offset` are in the remote tier (what the leader tells its followers).
     pub fn set_remote_end_offset(&self, offset: i64) {
         self.log.set_remote_end_offset(offset);

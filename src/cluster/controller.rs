@@ -4,7 +4,8 @@
 //! compares it, so a deposed controller's writes fail. While it leads it re-reads topics, brokers
 //! and partition states whenever a watch fires and writes what [`plan`](super::plan::plan)
 //! decides: replicas for new partitions, new leaders for partitions whose leader died, dead
-//! brokers out of ISRs, the states of deleted topics removed.
+//! brokers out of ISRs, reassignments completed, preferred leaders asked for through
+//! `elections/` keys, the states of deleted topics removed.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -115,6 +116,7 @@ async fn lead(
             keys::TOPICS_PREFIX,
             keys::BROKERS_PREFIX,
             keys::PARTITIONS_PREFIX,
+            keys::ELECTIONS_PREFIX,
             keys::CONTROLLER,
         ],
     );
@@ -171,7 +173,12 @@ async fn reconcile(
             rack: b.rack,
         })
         .collect();
-    for change in plan(&topics, &states, &live, &BTreeSet::new()) {
+    let requests = store.list(keys::ELECTIONS_PREFIX).await?;
+    let preferred: BTreeSet<_> = requests
+        .iter()
+        .filter_map(|(key, _)| keys::parse_partition_key(keys::ELECTIONS_PREFIX, key))
+        .collect();
+    for change in plan(&topics, &states, &live, &preferred) {
         let (key, expect, write) = match &change {
             Change::Create { partition, state } => {
                 let key = keys::partition_state(partition.0, partition.1);
@@ -210,6 +217,10 @@ async fn reconcile(
             }
             Err(e) => return Err(e),
         }
+    }
+    // Every request was planned for: granted, or not possible now (the asker has checked).
+    for (key, v) in requests {
+        store.delete(&key, Expect::Version(v.version)).await?;
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
 use super::assign::{Candidate, assign};
+use super::reassign::target_replicas;
 use super::state::{NO_LEADER, PartitionState};
 
 /// What the controller needs to know of a topic.
@@ -67,7 +68,8 @@ pub enum Change {
 
 /// Everything the controller decides from `topics`, the stored `states` and the `live` brokers.
 /// Leader elections bump the leader epoch; preferred leaders are moved back only on request
-/// (`preferred`), when the preferred replica is live and in sync.
+/// (`preferred`), when the preferred replica is live and in sync; a reassignment completes once
+/// every target replica is in sync, moving leadership if the leader is not among them.
 pub fn plan(
     topics: &[TopicSpec],
     states: &BTreeMap<PartitionKey, Stored>,
@@ -142,7 +144,29 @@ fn new_partition(
         leader_epoch: 0,
         replicas,
         isr,
+        adding_replicas: Vec::new(),
+        removing_replicas: Vec::new(),
     })
+}
+
+/// Finishes a reassignment whose target replicas are all in sync: the replicas become the
+/// target, and a leader outside it hands over to the first in-sync live target replica.
+fn complete_reassignment(next: &mut PartitionState, alive: &BTreeSet<i32>) {
+    let target = target_replicas(next);
+    if !target.iter().all(|r| next.isr.contains(r)) {
+        return;
+    }
+    if !target.contains(&next.leader) {
+        let Some(&leader) = target.iter().find(|r| alive.contains(r)) else {
+            return;
+        };
+        next.leader = leader;
+        next.leader_epoch += 1;
+    }
+    next.isr.retain(|r| target.contains(r));
+    next.replicas = target;
+    next.adding_replicas.clear();
+    next.removing_replicas.clear();
 }
 
 fn next_state(
@@ -156,6 +180,10 @@ fn next_state(
     if leader_alive {
         // Dead followers leave the ISR at once; the leader shrinks it for slow ones itself.
         next.isr.retain(|r| *r == state.leader || alive.contains(r));
+        if state.is_reassigning() {
+            complete_reassignment(&mut next, alive);
+            return next;
+        }
         if wants_preferred
             && let Some(&first) = state.replicas.first()
             && first != state.leader

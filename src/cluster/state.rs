@@ -19,12 +19,23 @@ pub struct PartitionState {
     pub leader_epoch: i32,
     /// The replicas in sync with the leader, the leader included.
     pub isr: Vec<i32>,
+    /// Replicas being added by an ongoing reassignment (already in `replicas`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<i32>,
+    /// Replicas being removed by an ongoing reassignment (still in `replicas`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing_replicas: Vec<i32>,
 }
 
 impl PartitionState {
     /// Whether `broker` holds a replica.
     pub fn is_replica(&self, broker: i32) -> bool {
         self.replicas.contains(&broker)
+    }
+
+    /// Whether a reassignment is under way.
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
     }
 
     /// Decodes a stored state.

@@ -87,7 +87,7 @@ pub async fn read_partitions(
             key: key.clone(),
             reason,
         };
-        let partition = keys::parse_partition_state(&key)
+        let partition = keys::parse_partition_key(keys::PARTITIONS_PREFIX, &key)
             .ok_or_else(|| corrupt("not a partition key".into()))?;
         let state = PartitionState::decode(&v.value).map_err(|e| corrupt(e.to_string()))?;
         out.insert(

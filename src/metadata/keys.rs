@@ -9,6 +9,7 @@
 //! | `brokers/<id>` | a [`BrokerRecord`](super::registration::BrokerRecord) under the broker's lease (etcd only) |
 //! | `controller` | `{"broker_id": n}`: the controller, under its lease; the key's version is the controller epoch |
 //! | `partitions/<topic id>/<partition>` | a [`PartitionState`](crate::cluster::state::PartitionState): replicas, leader, leader epoch, ISR |
+//! | `elections/<topic id>/<partition>` | `{}`: a preferred-leader election asked of the controller, removed once handled |
 //! | `tiering/<topic id>/<partition>` | `{"version": n, "key": "…"}`: the partition's current remote manifest (about 150 bytes, whatever the history) |
 
 /// The key holding the cluster id.
@@ -47,8 +48,16 @@ pub fn partition_state(topic_id: uuid::Uuid, partition: i32) -> String {
     format!("{PARTITIONS_PREFIX}{}/{partition}", topic_id.simple())
 }
 
-/// The topic id and partition of a [`partition_state`] key.
-pub fn parse_partition_state(key: &str) -> Option<(uuid::Uuid, i32)> {
-    let (topic, partition) = key.strip_prefix(PARTITIONS_PREFIX)?.split_once('/')?;
+/// The prefix of preferred-leader election requests.
+pub const ELECTIONS_PREFIX: &str = "elections/";
+
+/// The key asking the controller for a preferred-leader election of one partition.
+pub fn preferred_election(topic_id: uuid::Uuid, partition: i32) -> String {
+    format!("{ELECTIONS_PREFIX}{}/{partition}", topic_id.simple())
+}
+
+/// The topic id and partition of a [`partition_state`] or [`preferred_election`] key.
+pub fn parse_partition_key(prefix: &str, key: &str) -> Option<(uuid::Uuid, i32)> {
+    let (topic, partition) = key.strip_prefix(prefix)?.split_once('/')?;
     Some((uuid::Uuid::parse_str(topic).ok()?, partition.parse().ok()?))
 }

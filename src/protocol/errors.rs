@@ -3,6 +3,7 @@
 use kafka_protocol::error::ResponseError;
 use strata_tiering::LogError;
 
+use crate::cluster::reassign::ReassignError;
 use crate::error::BrokerError;
 use crate::group::GroupError;
 use crate::metadata::MetadataError;
@@ -26,7 +27,12 @@ pub fn response_error(error: &BrokerError) -> ResponseError {
         }
         BrokerError::NotLeader { .. } => ResponseError::NotLeaderOrFollower,
         BrokerError::LeaderNotAvailable(_) => ResponseError::LeaderNotAvailable,
-        BrokerError::ReplicationTimedOut => ResponseError::RequestTimedOut,
+        BrokerError::ReplicationTimedOut | BrokerError::ElectionTimedOut => {
+            ResponseError::RequestTimedOut
+        }
+        BrokerError::ElectionNotNeeded => ResponseError::ElectionNotNeeded,
+        BrokerError::PreferredLeaderNotAvailable(_) => ResponseError::PreferredLeaderNotAvailable,
+        BrokerError::Reassignment(e) => reassign_error(e),
         BrokerError::TransactionsUnsupported => ResponseError::InvalidTxnState,
         // Well-formed but unacceptable records: INVALID_RECORD, which clients do not retry.
         BrokerError::InvalidRecords(_) => ResponseError::InvalidRecord,
@@ -35,6 +41,16 @@ pub fn response_error(error: &BrokerError) -> ResponseError {
         BrokerError::ShuttingDown => ResponseError::BrokerNotAvailable,
         BrokerError::GroupsUnavailable(_) => ResponseError::CoordinatorNotAvailable,
         BrokerError::ObjectStoreConfig(_) => ResponseError::UnknownServerError,
+    }
+}
+
+fn reassign_error(error: &ReassignError) -> ResponseError {
+    match error {
+        ReassignError::InvalidTarget(_) | ReassignError::UnknownBroker(_) => {
+            ResponseError::InvalidReplicaAssignment
+        }
+        ReassignError::ReplicationFactorChange { .. } => ResponseError::InvalidReplicationFactor,
+        ReassignError::NoReassignmentInProgress => ResponseError::NoReassignmentInProgress,
     }
 }
 

@@ -25,6 +25,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::FindCoordinator, 0, 4),
+    // Cluster administration: preferred-leader elections and replica moves.
+    (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0),
     // Consumer groups (the classic protocol). librdkafka caps JoinGroup at 5, LeaveGroup at 1
     // and FindCoordinator at 2; OffsetCommit/OffsetFetch stop below the KIP-848 member epochs.
     (ApiKey::JoinGroup, 0, 9),

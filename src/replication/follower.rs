@@ -149,6 +149,12 @@ async fn apply(
     if response.remote_end_offset >= 0 {
         partition.set_remote_end_offset(response.remote_end_offset);
     }
+    if response.local_log_start_offset > partition.log().log_start_offset() {
+        partition
+            .follow_log_start(response.local_log_start_offset, now_ms())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     partition.set_follower_high_watermark(response.high_watermark);
     Ok(())
 }

@@ -1,8 +1,9 @@
 """Three brokers on one real etcd (started by scripts/test.sh), replicating with RF=3: leader
 failover after kill -9 and SIGSTOP loses no acknowledged message, min.insync.replicas refuses
 acks=all writes when too few replicas are left, the cluster recovers from an etcd outage by
-itself, a killed controller is replaced, and a consumer group survives the death of its
-coordinator."""
+itself, a killed controller is replaced, a consumer group survives the death of its
+coordinator, and replicas move (AlterPartitionReassignments) and leadership returns to the
+preferred replica (ElectLeaders) on request."""
 
 from __future__ import annotations
 
@@ -241,13 +242,22 @@ def test_the_cluster_recovers_from_an_etcd_outage_by_itself(cluster, topic_name)
 
 
 @pytest.mark.timeout(240)
-def test_a_killed_controller_is_replaced(cluster, topic_name):
-    first = cluster.controller(1)
-    assert first in cluster.brokers
+def test_a_killed_controller_is_replaced(cluster, etcd, topic_name):  # noqa: F811
+    from test_etcd import etcd_get
+
+    key = f"/strata/{cluster.name}/controller"
+    first = etcd_get(etcd, key)["broker_id"]
+    assert cluster.controller(1) == first
     cluster.brokers[first].kill9()
     survivors = [i for i in cluster.brokers if i != first]
-    wait_until(lambda: cluster.controller(survivors[0]) in survivors, 30, "a new controller")
-    assert cluster.controller(survivors[1]) == cluster.controller(survivors[0])
+
+    def elected():
+        record = etcd_get(etcd, key)
+        return record is not None and record["broker_id"] in survivors
+    wait_until(elected, 30, "a new controller in etcd")
+    new = etcd_get(etcd, key)["broker_id"]
+    wait_until(lambda: all(cluster.controller(i) == new for i in survivors), 30,
+               "every broker to name the new controller")
     topic = topic_name()
     admin = h.admin_client(cluster.bootstrap())
     admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=2)])[topic].result(30)
@@ -292,3 +302,111 @@ def test_a_group_survives_the_death_of_its_coordinator(cluster, topic_name):
     cluster.brokers[coordinator].kill9()
     rest = consume(60)
     assert rest == [f"m{i}".encode() for i in range(40, 100)], "resumed at the commit made before the kill"
+
+
+@pytest.mark.timeout(240)
+def test_reassignment_moves_replicas_and_preferred_election_moves_leadership(cluster, topic_name, tmp_path):
+    from kafka import KafkaAdminClient, TopicPartition
+
+    topic = topic_name()
+    admin = h.admin_client(cluster.bootstrap())
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=-1, replica_assignment=[[1, 2]])])[topic].result(30)
+    wait_until(lambda: cluster.partition(topic) == (1, [1, 2], [1, 2]), 30, "replicas on 1 and 2")
+    values = [f"m{i}".encode() for i in range(200)]
+    assert not h.produce_all(h.producer(cluster.bootstrap()), topic, [(b"k", v) for v in values],
+                             partition=0).failed
+
+    kp = KafkaAdminClient(bootstrap_servers=cluster.bootstrap())
+    try:
+        kp.alter_partition_reassignments({TopicPartition(topic, 0): [3, 2]})
+        wait_until(lambda: cluster.partition(topic) == (3, [2, 3], [2, 3]), 60,
+                   "the move to 3 and 2 to complete, 3 (the new preferred replica) leading")
+        assert not kp.list_partition_reassignments(), "nothing is being moved any more"
+        moved_away = cluster.brokers[1].data_dir / "logs" / topic_id_hex(admin, topic) / "0"
+        wait_until(lambda: not moved_away.exists(), 30, "broker 1 to drop its copy")
+        got = h.consume_partitions(cluster.bootstrap(3), topic, [0])[0]
+        assert [m.value for m in got] == values
+
+        # Leadership leaves the preferred replica when it dies and comes back only on request.
+        other = topic_name()
+        admin.create_topics([NewTopic(other, num_partitions=1, replication_factor=-1, replica_assignment=[[1, 2, 3]])])[other].result(30)
+        cluster.wait_isr(other, 3)
+        assert cluster.partition(other)[0] == 1
+        cluster.brokers[1].kill9()
+        wait_until(lambda: cluster.partition(other)[0] in (2, 3), 30, "a new leader")
+        cluster.brokers[1].start()
+        cluster.wait_isr(other, 3)
+        assert cluster.partition(other)[0] != 1, "no automatic move back"
+        kp.elect_leaders(0, {other: [0]})
+        wait_until(lambda: cluster.partition(other)[0] == 1, 30, "the preferred replica to lead again")
+    finally:
+        kp.close()
+
+
+def topic_id_hex(admin, topic: str) -> str:
+    """A topic's id as the broker names its directories (32 hex digits)."""
+    from confluent_kafka import TopicCollection
+
+    uuid_ = admin.describe_topics(TopicCollection([topic]))[topic].result(30).topic_id
+    mask = (1 << 64) - 1
+    return f"{uuid_.get_most_significant_bits() & mask:016x}{uuid_.get_least_significant_bits() & mask:016x}"
+
+
+def latest_manifest(objects, topic_id: str) -> dict | None:
+    import json
+
+    found = sorted(objects.glob(f"**/{topic_id}/0/manifests/*.json"))
+    return json.loads(found[-1].read_text()) if found else None
+
+
+def local_segment_bases(broker, topic_id: str) -> list[int]:
+    return sorted(int(p.stem) for p in (broker.data_dir / "logs" / topic_id / "0").glob("*.log"))
+
+
+@pytest.mark.timeout(300)
+def test_tiering_in_a_cluster_followers_start_at_the_leaders_local_start(
+        broker_factory, etcd, tmp_path, topic_name):  # noqa: F811
+    import shutil
+
+    c = Cluster(broker_factory, etcd, tmp_path, extra=("--tiering-interval-ms", "200",
+                                                       "--log-retention-check-interval-ms", "300"))
+    topic = topic_name()
+    admin = h.admin_client(c.bootstrap())
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=3, config={
+        "segment.bytes": str(64 * 1024), "local.retention.bytes": "0",
+        "remote.storage.enable": "true"})])[topic].result(30)
+    c.wait_isr(topic, 3)
+    topic_id = topic_id_hex(admin, topic)
+    values = [(f"{i:06d}-" + "x" * 500).encode() for i in range(3000)]
+    small_batches = {"batch.size": 16384, "linger.ms": 0}
+    assert not h.produce_all(h.producer(c.bootstrap(), **small_batches), topic, [(b"k", v) for v in values],
+                             partition=0).failed
+
+    def offloaded_and_trimmed():
+        m = latest_manifest(tmp_path / "objects", topic_id)
+        if not m or m["segments"][-1]["next_offset"] < 2000:
+            return False
+        # Every replica, followers included, keeps only what the manifest does not list.
+        return all(local_segment_bases(b, topic_id)[0] >= 1000 for b in c.brokers.values())
+    wait_until(offloaded_and_trimmed, 60, "offload and local retention on leader and followers")
+
+    follower = next(i for i in c.brokers if i != c.leader(topic))
+    c.brokers[follower].stop()
+    shutil.rmtree(c.brokers[follower].data_dir)
+    c.brokers[follower].start()
+    c.wait_isr(topic, 3)
+    bases = local_segment_bases(c.brokers[follower], topic_id)
+    assert bases and bases[0] > 0, "history already in the bucket was not copied between brokers"
+
+    # The old leader goes; the new one continues uploading from the manifest.
+    c.brokers[c.leader(topic)].kill9()
+    more = [(f"{i:06d}-" + "y" * 500).encode() for i in range(3000, 4500)]
+    assert not h.produce_all(h.producer(c.bootstrap(), **small_batches), topic, [(b"k", v) for v in more],
+                             partition=0).failed
+    wait_until(lambda: latest_manifest(tmp_path / "objects", topic_id)["segments"][-1]["next_offset"] >= 4000,
+               60, "the new leader to offload")
+    segments = latest_manifest(tmp_path / "objects", topic_id)["segments"]
+    for a, b in zip(segments, segments[1:]):
+        assert b["base_offset"] == a["next_offset"], f"no gap or overlap between {a} and {b}"
+    got = h.consume_partitions(c.bootstrap(), topic, [0], timeout=120)[0]
+    assert [m.value for m in got] == values + more

@@ -25,7 +25,45 @@ fn state(replicas: &[i32], leader: i32, epoch: i32, isr: &[i32]) -> PartitionSta
         leader,
         leader_epoch: epoch,
         isr: isr.to_vec(),
+        adding_replicas: Vec::new(),
+        removing_replicas: Vec::new(),
     }
+}
+
+fn moving(
+    replicas: &[i32],
+    leader: i32,
+    isr: &[i32],
+    adding: &[i32],
+    removing: &[i32],
+) -> PartitionState {
+    PartitionState {
+        adding_replicas: adding.to_vec(),
+        removing_replicas: removing.to_vec(),
+        ..state(replicas, leader, 2, isr)
+    }
+}
+
+#[test]
+fn reassignments_complete_once_the_target_is_in_sync() {
+    let t = topic(1, 2);
+    let r = [3, 2, 1];
+    // Replica 3 is being added, 1 removed; 1 leads.
+    assert_eq!(
+        update(&t, moving(&r, 1, &[1, 2], &[3], &[1]), &[1, 2, 3]),
+        None,
+        "3 not in sync yet"
+    );
+    assert_eq!(
+        update(&t, moving(&r, 1, &[1, 2, 3], &[3], &[1]), &[1, 2, 3]),
+        Some(state(&[3, 2], 3, 3, &[2, 3])),
+        "done: the leader was being removed, the first target replica leads"
+    );
+    assert_eq!(
+        update(&t, moving(&r, 2, &[1, 2, 3], &[3], &[1]), &[1, 2, 3]),
+        Some(state(&[3, 2], 2, 2, &[2, 3])),
+        "done: the leader stays"
+    );
 }
 
 fn stored(t: &TopicSpec, index: i32, s: PartitionState) -> BTreeMap<PartitionKey, Stored> {

@@ -108,17 +108,20 @@ impl Manifest {
         self.segments.get(i + 1)
     }
 
-    /// The next version, with `segment` appended. It must start at or after the current end.
+    /// The next version, with `segment` appended. It must end after the current end; it may start
+    /// before it: a new leader's local segments need not begin where the previous leader's did,
+    /// and the offsets they share hold the same committed batches, so [`Manifest::find`] reads
+    /// each offset from the first segment that holds it.
     /// Records below the manifest's log start (DeleteRecords before the upload) stay unreadable.
     pub fn with_segment(&self, segment: RemoteSegment) -> Result<Manifest> {
         if let Some(end) = self.end_offset()
-            && segment.base_offset < end
+            && segment.next_offset <= end
         {
             return Err(LogError::CorruptRemote {
                 key: segment.key,
                 reason: format!(
-                    "segment starts at {} but the manifest already ends at {end}",
-                    segment.base_offset
+                    "segment ends at {} but the manifest already reaches {end}",
+                    segment.next_offset
                 ),
             });
         }
@@ -207,7 +210,15 @@ mod tests {
         let m = m.with_segment(segment(0, 10)).expect("first");
         let m = m.with_segment(segment(10, 20)).expect("second");
         let m = m.with_segment(segment(25, 30)).expect("after a gap");
-        assert!(m.with_segment(segment(29, 40)).is_err(), "overlap refused");
+        assert!(
+            m.with_segment(segment(26, 30)).is_err(),
+            "nothing new refused"
+        );
+        let overlapping = m
+            .with_segment(segment(28, 40))
+            .expect("a new leader's segment");
+        assert_eq!(overlapping.find(29).map(|s| s.base_offset), Some(25));
+        assert_eq!(overlapping.find(30).map(|s| s.base_offset), Some(28));
         assert_eq!(m.version, 3);
         assert_eq!(m.find(0).map(|s| s.base_offset), Some(0));
         assert_eq!(m.find(19).map(|s| s.base_offset), Some(10));

@@ -202,7 +202,7 @@ impl RemotePartition {
         let pending: Vec<_> = sealed
             .into_iter()
             .filter(|s| {
-                s.base_offset >= end
+                s.next_offset > end
                     && s.next_offset > s.base_offset
                     && s.next_offset > local_start
                     && s.next_offset <= committed_end
