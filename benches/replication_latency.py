@@ -6,7 +6,8 @@ In one run, on this machine's loopback, with the real `strata` binary:
      min.insync.replicas=2, producers with acks=all;
   2. one broker on the embedded store, a topic with RF=1, producers with acks=1 (the baseline);
 and for each: the maximum produce rate (1 KiB messages, as fast as the client goes), then
-acknowledgement latency percentiles (p50/p99/p99.9/max) at half that rate. Figures are printed
+acknowledgement latency percentiles (p50/p99/p99.9/max) at half that rate and at a fixed
+5,000 messages/s. Figures are printed
 next to each other, with the ratio RF=3/acks=all over RF=1/acks=1 (the machine is shared and
 noisy: only same-run ratios mean anything). The target of the clusters issue: p99 under 10 ms at
 half of the maximum throughput. Needs a release build (`cargo build --release`).
@@ -119,23 +120,30 @@ def latencies(bootstrap: str, topic: str, acks: str, rate: float, seconds: float
         if now < due:
             p.poll(min(due - now, 0.001))
             continue
-        p.produce(topic, VALUE, partition=0, on_delivery=report(time.perf_counter()))
+        try:
+            p.produce(topic, VALUE, partition=0, on_delivery=report(time.perf_counter()))
+        except BufferError:
+            # The client's queue is full: the broker is not keeping up with this rate.
+            p.poll(0.001)
+            continue
         n += 1
         p.poll(0)
+    elapsed = time.perf_counter() - start
     p.flush(60)
     samples.sort()
 
     def pct(q: float) -> float:
         return round(samples[min(len(samples) - 1, int(q * len(samples)))], 3)
 
-    return {"rate": round(rate), "acked": len(samples), "failed": failed[0], "p50_ms": pct(0.50),
+    return {"target_rate": round(rate), "achieved_rate": round(n / elapsed), "acked": len(samples), "failed": failed[0], "p50_ms": pct(0.50),
             "p99_ms": pct(0.99), "p999_ms": pct(0.999), "max_ms": round(samples[-1], 3)}
 
 
 def measure(bootstrap: str, topic: str, acks: str, seconds: float) -> dict:
     top = max_rate(bootstrap, topic, acks, seconds)
     return {"max_msgs_per_s": round(top), "max_mib_per_s": round(top * len(VALUE) / (1 << 20), 1),
-            "at_half_max": latencies(bootstrap, topic, acks, top / 2, seconds)}
+            "at_half_max": latencies(bootstrap, topic, acks, top / 2, seconds),
+            "at_5000_per_s": latencies(bootstrap, topic, acks, 5000, seconds)}
 
 
 def main() -> None:
@@ -167,7 +175,9 @@ def main() -> None:
             "rf3_acks_all": replicated,
             "rf1_acks_1": baseline,
             "throughput_ratio": round(replicated["max_msgs_per_s"] / baseline["max_msgs_per_s"], 2),
-            "p99_ratio": round(replicated["at_half_max"]["p99_ms"] / baseline["at_half_max"]["p99_ms"], 2),
+            "p99_ratio_at_half_max": round(replicated["at_half_max"]["p99_ms"] / baseline["at_half_max"]["p99_ms"], 2),
+            "p99_ratio_at_5000_per_s": round(
+                replicated["at_5000_per_s"]["p99_ms"] / baseline["at_5000_per_s"]["p99_ms"], 2),
             "target_p99_under_10ms_met": replicated["at_half_max"]["p99_ms"] < 10,
         }
         print(json.dumps(summary, indent=2))
