@@ -60,17 +60,25 @@ pub async fn run_controller(
                 tracing::info!(broker = me, epoch, "no longer the controller");
                 continue;
             }
-            Err(MetadataError::Conflict { .. }) => retry = Duration::from_millis(100),
+            Err(MetadataError::Conflict { .. }) => {
+                // Another broker leads: campaign again once its key changes (or vanishes).
+                retry = Duration::from_millis(100);
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = controller_key.changed(RESYNC) => {}
+                }
+            }
             Err(e) => {
+                // etcd unreachable, or this broker's lease just expired and is being replaced:
+                // nobody may hold the key, so try again after a backoff, not after a change.
                 tracing::warn!(error = %e, "could not campaign for the controller role");
                 retry = (retry * 2).min(Duration::from_secs(5));
             }
         }
         tokio::select! {
             () = cancel.cancelled() => break,
-            () = controller_key.changed(RESYNC) => {}
+            () = tokio::time::sleep(retry) => {}
         }
-        tokio::time::sleep(retry).await;
     }
 }
 

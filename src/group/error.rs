@@ -4,6 +4,9 @@
 /// Why a group request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum GroupError {
+    /// Another broker coordinates the group (leads its offsets partition).
+    #[error("this broker is not the group's coordinator")]
+    NotCoordinator,
     /// The group id is empty.
     #[error("the group id is empty")]
     InvalidGroupId,

@@ -122,6 +122,11 @@ impl OffsetsLog for BrokerOffsetsLog<'_> {
         Ok(out)
     }
 
+    fn leads(&self, partition: i32) -> bool {
+        self.partition(partition)
+            .is_ok_and(|p| p.leader_epoch().is_ok())
+    }
+
     fn high_watermark(&self, topic: &str, partition: i32) -> Option<i64> {
         let t = self.0.topic(topic)?;
         t.partition(partition).map(|p| p.high_watermark())

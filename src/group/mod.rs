@@ -58,6 +58,17 @@ pub trait OffsetsLog: Send + Sync {
     async fn read_all(&self, partition: i32) -> Result<Vec<KeyValue>, GroupError>;
     /// The high watermark of a topic partition, for lag; `None` if it does not exist.
     fn high_watermark(&self, topic: &str, partition: i32) -> Option<i64>;
+    /// Whether this broker leads `partition`, i.e. coordinates the groups that hash to it.
+    fn leads(&self, partition: i32) -> bool;
+}
+
+/// NOT_COORDINATOR unless this broker leads the group's offsets partition (once the topic
+/// exists), so a client with a stale coordinator looks it up again.
+fn check_coordinator(log: &dyn OffsetsLog, group_id: &str) -> Result<(), GroupError> {
+    match log.partitions() {
+        Some(n) if !log.leads(partition_for(group_id, n)) => Err(GroupError::NotCoordinator),
+        _ => Ok(()),
+    }
 }
 
 /// The partition of `__consumer_offsets` that holds `group`: Java's `String.hashCode`, made
@@ -322,6 +333,9 @@ impl GroupCoordinator {
         if let Err(e) = log.ensure().await {
             return JoinResult::error(e, &request.member_id);
         }
+        if let Err(e) = check_coordinator(log, group_id) {
+            return JoinResult::error(e, &request.member_id);
+        }
         let member = request.member_id.clone();
         let entry = self.get_or_create(group_id);
         let reply = {
@@ -360,6 +374,7 @@ impl GroupCoordinator {
         assignments: Vec<(String, Bytes)>,
     ) -> SyncResult {
         self.check_open()?;
+        check_coordinator(log, group_id)?;
         let entry = self.lookup(group_id).ok_or(GroupError::UnknownMemberId)?;
         let reply = {
             let mut e = entry.lock().await;
@@ -390,7 +405,13 @@ impl GroupCoordinator {
     }
 
     /// Heartbeat.
-    pub async fn heartbeat(&self, group_id: &str, member: Committer<'_>) -> Result<(), GroupError> {
+    pub async fn heartbeat(
+        &self,
+        log: &dyn OffsetsLog,
+        group_id: &str,
+        member: Committer<'_>,
+    ) -> Result<(), GroupError> {
+        check_coordinator(log, group_id)?;
         let entry = self.lookup(group_id).ok_or(GroupError::UnknownMemberId)?;
         let mut e = entry.lock().await;
         e.group.heartbeat(
@@ -408,6 +429,7 @@ impl GroupCoordinator {
         group_id: &str,
         members: &[(String, Option<String>)],
     ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
+        check_coordinator(log, group_id)?;
         let entry = self.lookup(group_id).ok_or(GroupError::UnknownMemberId)?;
         let mut e = entry.lock().await;
         let generation = e.group.generation();
@@ -432,6 +454,7 @@ impl GroupCoordinator {
             return Err(GroupError::InvalidGroupId);
         }
         let partitions = log.ensure().await?;
+        check_coordinator(log, group_id)?;
         let entry = if committer.generation < 0 {
             self.get_or_create(group_id)
         } else {

@@ -19,6 +19,8 @@ async fn load_all(coordinator: &GroupCoordinator, log: &dyn OffsetsLog) -> usize
 struct MemoryLog {
     partitions: StdMutex<HashMap<i32, Vec<KeyValue>>>,
     fail: AtomicBool,
+    /// Another broker leads every partition.
+    foreign: AtomicBool,
 }
 
 #[async_trait]
@@ -52,6 +54,9 @@ impl OffsetsLog for MemoryLog {
     }
     fn high_watermark(&self, topic: &str, partition: i32) -> Option<i64> {
         (topic == "t" && (0..2).contains(&partition)).then_some(100)
+    }
+    fn leads(&self, _partition: i32) -> bool {
+        !self.foreign.load(Ordering::Relaxed)
     }
 }
 
@@ -175,6 +180,32 @@ async fn a_commit_the_log_refuses_is_not_remembered() {
 }
 
 #[tokio::test]
+async fn a_broker_that_does_not_lead_the_offsets_partition_is_not_the_coordinator() {
+    let log = MemoryLog::default();
+    log.foreign.store(true, Ordering::Relaxed);
+    let coordinator = GroupCoordinator::new(GroupLimits::default());
+    assert_eq!(
+        coordinator
+            .commit(&log, "g", STANDALONE, vec![offset(0, 5)])
+            .await,
+        Err(GroupError::NotCoordinator)
+    );
+    let member = Committer {
+        member_id: "m",
+        generation: 1,
+        instance_id: None,
+    };
+    assert_eq!(
+        coordinator.heartbeat(&log, "g", member).await,
+        Err(GroupError::NotCoordinator)
+    );
+    assert_eq!(
+        coordinator.leave(&log, "g", &[("m".into(), None)]).await,
+        Err(GroupError::NotCoordinator)
+    );
+}
+
+#[tokio::test]
 async fn a_group_with_members_is_not_deleted_and_its_membership_survives_a_restart() {
     let log = MemoryLog::default();
     let limits = GroupLimits {
@@ -218,7 +249,7 @@ async fn a_group_with_members_is_not_deleted_and_its_membership_survives_a_resta
     assert_eq!(described.state, "Stable");
     assert_eq!(described.members.len(), 1);
     assert_eq!(described.members[0].5, Bytes::from_static(b"all"));
-    assert_eq!(restarted.heartbeat("g", member).await, Ok(()));
+    assert_eq!(restarted.heartbeat(&log, "g", member).await, Ok(()));
 
     restarted.shutdown().await;
     let late = JoinRequest {

@@ -93,6 +93,7 @@ pub fn code_and_message(error: &BrokerError) -> (i16, Option<kafka_protocol::pro
 pub fn group_error(error: GroupError) -> ResponseError {
     match error {
         GroupError::InvalidGroupId => ResponseError::InvalidGroupId,
+        GroupError::NotCoordinator => ResponseError::NotCoordinator,
         GroupError::UnknownMemberId => ResponseError::UnknownMemberId,
         GroupError::IllegalGeneration => ResponseError::IllegalGeneration,
         GroupError::RebalanceInProgress => ResponseError::RebalanceInProgress,

@@ -27,12 +27,12 @@ SESSION_MS = "2000"
 class Cluster:
     """Brokers 1, 2 and 3 of one cluster name, sharing an object store directory."""
 
-    def __init__(self, factory, endpoint: str, tmp_path, extra=()):
+    def __init__(self, factory, endpoint: str, tmp_path, extra=(), session_ms: str = SESSION_MS):
         self.name = f"e2e-{uuid.uuid4().hex[:8]}"
         self.brokers = {}
         for i in (1, 2, 3):
             args = etcd_args(endpoint, self.name, tmp_path / "objects") + [
-                "--broker-id", str(i), "--broker-session-timeout-ms", SESSION_MS,
+                "--broker-id", str(i), "--broker-session-timeout-ms", session_ms,
                 "--replica-lag-time-max-ms", "4000", "--default-replication-factor", "3", *extra]
             self.brokers[i] = factory(extra_args=args, name=f"b{i}")
 
@@ -41,9 +41,9 @@ class Cluster:
             return self.brokers[only].bootstrap
         return ",".join(b.bootstrap for b in self.brokers.values() if b.alive())
 
-    def partition(self, topic: str, index: int = 0):
-        """(leader, replicas, isr) of one partition, as the live brokers report it."""
-        md = h.admin_client(self.bootstrap()).list_topics(topic, timeout=10)
+    def partition(self, topic: str, index: int = 0, via: int | None = None):
+        """(leader, replicas, isr) of one partition, as the live brokers (or broker `via`) report it."""
+        md = h.admin_client(self.bootstrap(via)).list_topics(topic, timeout=10)
         p = md.topics[topic].partitions[index]
         return p.leader, sorted(p.replicas), sorted(p.isrs)
 
@@ -190,6 +190,30 @@ def test_a_paused_leader_is_replaced_and_loses_nothing(cluster, topic_name):
     time.sleep(1)
     producer.finish()
     assert_acknowledged_present(cluster, topic, producer.acked)
+
+
+@pytest.mark.timeout(240)
+def test_a_lagging_follower_leaves_the_isr_by_time_and_comes_back(broker_factory, etcd, tmp_path, topic_name):  # noqa: F811
+    # Sessions outlive the pause: only the leader's lag check (replica.lag.time.max.ms = 4 s) can
+    # drop the paused follower, not the controller.
+    c = Cluster(broker_factory, etcd, tmp_path, session_ms="60000")
+    topic = topic_name()
+    create_replicated(c, topic)
+    leader = c.leader(topic)
+    follower = next(i for i in c.brokers if i != leader)
+    paused = c.brokers[follower]
+    os.kill(paused.pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: follower not in c.partition(topic, via=leader)[2], 30,
+                   "the paused follower to leave the ISR")
+        assert len(c.partition(topic, via=leader)[2]) == 2
+        p = h.producer(c.bootstrap(leader), **{"enable.idempotence": False})
+        assert not h.produce_all(p, topic, [(b"k", b"while a follower is paused")], partition=0).failed
+    finally:
+        os.kill(paused.pid, signal.SIGCONT)
+    wait_until(lambda: len(c.partition(topic, via=leader)[2]) == 3, 60, "the follower to rejoin the ISR")
+    got = h.consume_partitions(c.bootstrap(follower), topic, [0])[0]
+    assert [m.value for m in got] == [b"while a follower is paused"]
 
 
 @pytest.mark.timeout(240)

@@ -14,6 +14,9 @@ pub async fn handle(broker: &Broker, request: HeartbeatRequest) -> HeartbeatResp
         generation: request.generation_id,
         instance_id: instance.as_deref(),
     };
-    let result = broker.groups().heartbeat(&request.group_id, member).await;
+    let result = broker
+        .groups()
+        .heartbeat(&broker.offsets_log(), &request.group_id, member)
+        .await;
     HeartbeatResponse::default().with_error_code(group_code(result.err()))
 }

@@ -86,9 +86,10 @@ pub async fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> 
                 .with_port(settings.advertised_port),
         );
     }
-    let controller = view
-        .controller
-        .map_or(BrokerId(-1), |c| BrokerId(c.broker_id));
+    // Any broker accepts admin requests (they go through the metadata store), so while no
+    // controller is elected (an election after an etcd outage) this broker stands in, as a KRaft
+    // broker names a random live broker: clients never wait for a controller to appear.
+    let controller = view.controller.map_or(me, |c| BrokerId(c.broker_id));
     MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(Some(StrBytes::from(broker.cluster_id().to_string())))
