@@ -232,3 +232,62 @@ async fn reconcile(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::metadata::catalog::TopicRecord;
+    use crate::metadata::embedded::EmbeddedStore;
+    use crate::metadata::registration::{BrokerRecord, register_embedded};
+    use crate::settings::Settings;
+
+    #[tokio::test]
+    async fn a_deposed_controller_writes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn MetadataStore> =
+            Arc::new(EmbeddedStore::open(&dir.path().join("m.json")).expect("store"));
+        let record = BrokerRecord {
+            broker_id: 1,
+            host: "127.0.0.1".into(),
+            port: 9092,
+            rack: None,
+            replication: String::new(),
+        };
+        register_embedded(&*store, &record)
+            .await
+            .expect("registered");
+        let settings = Settings::for_data_dir(dir.path());
+        let defaults = Arc::new(TopicDefaults::new(&settings.topic_defaults));
+        let deposed = campaign(&*store, &Liveness::Embedded, 1)
+            .await
+            .expect("elected");
+        let current = campaign(&*store, &Liveness::Embedded, 1)
+            .await
+            .expect("elected again, with a new epoch");
+        assert!(current > deposed);
+        Catalog::new(Arc::clone(&store))
+            .create_topic(&TopicRecord {
+                name: "t".into(),
+                id: uuid::Uuid::new_v4(),
+                partitions: 2,
+                configs: BTreeMap::new(),
+                replication_factor: 1,
+                assignment: None,
+            })
+            .await
+            .expect("topic");
+        reconcile(&store, deposed, &defaults)
+            .await
+            .expect("conflicts are skipped");
+        assert!(
+            read_partitions(&*store).await.expect("read").is_empty(),
+            "the deposed controller's writes were refused"
+        );
+        reconcile(&store, current, &defaults)
+            .await
+            .expect("reconciled");
+        assert_eq!(read_partitions(&*store).await.expect("read").len(), 2);
+    }
+}
