@@ -99,9 +99,6 @@ pub enum BrokerError {
     /// The object store URL or options cannot be used.
     #[error(transparent)]
     ObjectStoreConfig(#[from] strata_tiering::remote::store::StoreUrlError),
-    /// The consumer groups could not be loaded from `__consumer_offsets`.
-    #[error("consumer groups could not be loaded: {0}")]
-    GroupsUnavailable(String),
     /// A background task the request waited for has gone (the broker is shutting down).
     #[error("the broker is shutting down")]
     ShuttingDown,

@@ -31,6 +31,7 @@ use strata_tiering::remote::reader::RemoteReader;
 use strata_tiering::remote::store::{HookedStore, open_store};
 use strata_tiering::remote::uploader::{RateLimiter, Uploader};
 
+use crate::cluster::reassign::check_replicas;
 use crate::cluster::view::ClusterView;
 use crate::error::{BrokerError, Result};
 use crate::group::{BrokerOffsetsLog, GroupCoordinator};
@@ -180,7 +181,7 @@ impl Broker {
     }
 
     /// Waits until the controller has assigned every partition of topic `id` below `count` and
-    /// this broker has taken up those it holds.
+    /// this broker's cluster sync has taken the topic and the partitions it holds up.
     async fn wait_for_assignment(&self, id: Uuid, count: i32) -> Result<()> {
         let mut view = self.cluster.subscribe();
         let assigned = |v: &ClusterView| (0..count).all(|i| v.partitions.contains_key(&(id, i)));
@@ -360,18 +361,13 @@ impl Broker {
                 }
                 let factor = assignment.first().map_or(0, Vec::len);
                 for replicas in assignment {
-                    let mut distinct = replicas.clone();
-                    distinct.sort_unstable();
-                    distinct.dedup();
-                    if replicas.is_empty()
-                        || replicas.len() != factor
-                        || distinct.len() != replicas.len()
-                        || replicas.iter().any(|b| !live.contains(b))
-                    {
+                    if replicas.len() != factor {
                         return Err(BrokerError::InvalidReplicaAssignment(format!(
-                            "replica assignment {replicas:?} must name the same number of distinct live brokers ({live:?}) for every partition"
+                            "replica assignment {replicas:?} must name as many brokers as the first partition's, {factor}"
                         )));
                     }
+                    check_replicas(replicas, &live)
+                        .map_err(|e| BrokerError::InvalidReplicaAssignment(e.to_string()))?;
                 }
                 (assignment.len() as i32, factor as i16)
             }
@@ -411,13 +407,9 @@ impl Broker {
             assignment: new.assignment.clone(),
         };
         self.catalog.create_topic(&record).await?;
-        self.insert_topic(Arc::new(Topic::new(
-            record.name.clone(),
-            record.id,
-            config,
-            partitions,
-        )));
         tracing::info!(topic = %new.name, partitions, replication_factor, "created topic");
+        // The cluster sync takes the topic up (here as on every broker) once the controller
+        // has assigned its partitions.
         self.wait_for_assignment(record.id, partitions).await?;
         self.topic(&new.name)
             .ok_or_else(|| BrokerError::UnknownTopicOrPartition(new.name.clone()))

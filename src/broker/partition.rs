@@ -72,6 +72,18 @@ impl Partition {
         })
     }
 
+    /// Runs `f` on the log on a blocking thread: an append may fsync a whole segment when it
+    /// rolls, a read copies up to a fetch's size, and both may wait on the log's lock.
+    async fn on_log<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&PartitionLog) -> strata_tiering::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let log = Arc::clone(&self.log);
+        Ok(tokio::task::spawn_blocking(move || f(&log))
+            .await
+            .map_err(|_| BrokerError::ShuttingDown)??)
+    }
+
     /// The topic id.
     pub fn topic_id(&self) -> Uuid {
         self.topic_id
@@ -145,28 +157,19 @@ impl Partition {
 
     /// Recomputes the leader's high watermark and wakes whoever waits for it.
     fn advance_high_watermark(&self) {
-        let Role::Leader { isr, .. } = self.role() else {
-            return;
-        };
-        let end = self.log.log_end_offset();
         let hw = {
-            let followers = self.followers();
-            replica::high_watermark(self.high_watermark(), end, self.me, &isr, &followers)
+            let role = self.role.borrow();
+            let Role::Leader { isr, .. } = &*role else {
+                return;
+            };
+            let end = self.log.log_end_offset();
+            replica::high_watermark(self.high_watermark(), end, self.me, isr, &self.followers())
         };
-        self.high_watermark.send_if_modified(|current| {
-            let moved = hw != *current;
-            *current = hw;
-            moved
-        });
+        publish(&self.high_watermark, hw);
     }
 
     fn publish_log_end(&self) {
-        let end = self.log.log_end_offset();
-        self.log_end.send_if_modified(|current| {
-            let moved = end != *current;
-            *current = end;
-            moved
-        });
+        publish(&self.log_end, self.log.log_end_offset());
     }
 
     /// The local log end offset.
@@ -214,12 +217,10 @@ impl Partition {
 
     /// On a follower: takes the leader's high watermark, capped by the local log end.
     pub fn set_follower_high_watermark(&self, leader_hw: i64) {
-        let hw = leader_hw.min(self.log.log_end_offset());
-        self.high_watermark.send_if_modified(|current| {
-            let moved = hw != *current;
-            *current = hw;
-            moved
-        });
+        publish(
+            &self.high_watermark,
+            leader_hw.min(self.log.log_end_offset()),
+        );
     }
 
     /// Waits until the high watermark reaches `offset`, this broker stops leading, or `timeout`
@@ -245,20 +246,15 @@ impl Partition {
 
     /// Appends batches copied from the leader (offsets and epochs kept), on a follower.
     pub async fn append_replica(&self, records: Bytes, now_ms: i64) -> Result<()> {
-        let log = Arc::clone(&self.log);
-        tokio::task::spawn_blocking(move || log.append_replica(&records, now_ms))
-            .await
-            .map_err(|_| BrokerError::ShuttingDown)??;
+        self.on_log(move |log| log.append_replica(&records, now_ms))
+            .await?;
         self.publish_log_end();
         Ok(())
     }
 
     /// Cuts the local log at `offset` (a follower whose log diverged from the leader's).
     pub async fn truncate_to(&self, offset: i64) -> Result<()> {
-        let log = Arc::clone(&self.log);
-        tokio::task::spawn_blocking(move || log.truncate_to(offset))
-            .await
-            .map_err(|_| BrokerError::ShuttingDown)??;
+        self.on_log(move |log| log.truncate_to(offset)).await?;
         self.publish_log_end();
         self.set_follower_high_watermark(self.high_watermark());
         Ok(())
@@ -267,10 +263,7 @@ impl Partition {
     /// Empties the local log and restarts it at `offset` (a follower behind the leader's local
     /// start: what lies before is in the remote tier).
     pub async fn reset_to(&self, offset: i64, now_ms: i64) -> Result<()> {
-        let log = Arc::clone(&self.log);
-        tokio::task::spawn_blocking(move || log.reset_to(offset, now_ms))
-            .await
-            .map_err(|_| BrokerError::ShuttingDown)??;
+        self.on_log(move |log| log.reset_to(offset, now_ms)).await?;
         self.publish_log_end();
         self.set_follower_high_watermark(self.high_watermark());
         Ok(())
@@ -306,13 +299,9 @@ impl Partition {
 
     /// Reads batches for a follower, up to the log end (not the high watermark).
     pub async fn read_for_follower(&self, offset: i64, max_bytes: usize) -> Result<Bytes> {
-        let log = Arc::clone(&self.log);
         let end = self.log.log_end_offset();
-        Ok(
-            tokio::task::spawn_blocking(move || log.read(offset, max_bytes, end, true))
-                .await
-                .map_err(|_| BrokerError::ShuttingDown)??,
-        )
+        self.on_log(move |log| log.read(offset, max_bytes, end, true))
+            .await
     }
 
     /// The partition index.
@@ -334,15 +323,13 @@ impl Partition {
     /// fsyncs a whole segment), then publishes the new log end and high watermark, waking
     /// fetches (and followers) that wait on this partition.
     pub async fn append(&self, records: Bytes, options: AppendOptions) -> Result<AppendOutcome> {
-        let leader_epoch = self.leader_epoch()?;
-        let log = Arc::clone(&self.log);
         let options = AppendOptions {
-            leader_epoch,
+            leader_epoch: self.leader_epoch()?,
             ..options
         };
-        let outcome = tokio::task::spawn_blocking(move || log.append(&records, options))
-            .await
-            .map_err(|_| BrokerError::ShuttingDown)??;
+        let outcome = self
+            .on_log(move |log| log.append(&records, options))
+            .await?;
         self.publish_log_end();
         self.advance_high_watermark();
         Ok(outcome)
@@ -384,12 +371,9 @@ impl Partition {
         }
         // Positional reads of up to a fetch's size, and a lock an append may hold through a roll's
         // fsync: off the async workers.
-        let (log, hw) = (Arc::clone(&self.log), self.high_watermark());
-        Ok(
-            tokio::task::spawn_blocking(move || log.read(offset, max_bytes, hw, min_one))
-                .await
-                .map_err(|_| BrokerError::ShuttingDown)??,
-        )
+        let hw = self.high_watermark();
+        self.on_log(move |log| log.read(offset, max_bytes, hw, min_one))
+            .await
     }
 
     /// The first batch whose records reach `timestamp`, from either tier.
@@ -400,12 +384,8 @@ impl Partition {
         {
             return Ok(Some(batch));
         }
-        let log = Arc::clone(&self.log);
-        Ok(
-            tokio::task::spawn_blocking(move || log.batch_at_timestamp(timestamp))
-                .await
-                .map_err(|_| BrokerError::ShuttingDown)??,
-        )
+        self.on_log(move |log| log.batch_at_timestamp(timestamp))
+            .await
     }
 
     /// Moves the log start offset in both tiers (DeleteRecords); returns the new start.
@@ -426,10 +406,8 @@ impl Partition {
         if offset <= self.log.log_start_offset() {
             return Ok(());
         }
-        let log = Arc::clone(&self.log);
-        tokio::task::spawn_blocking(move || log.delete_records_before(offset, now_ms))
-            .await
-            .map_err(|_| BrokerError::ShuttingDown)??;
+        self.on_log(move |log| log.delete_records_before(offset, now_ms))
+            .await?;
         Ok(())
     }
 
@@ -461,10 +439,7 @@ impl Partition {
     /// Retention in both tiers: local segments by the local limits (only once offloaded, with
     /// remote storage), remote segments by the totals, and the local start follows the remote one.
     pub async fn apply_retention(&self, config: &LogConfig, now_ms: i64) -> Result<()> {
-        let log = Arc::clone(&self.log);
-        tokio::task::spawn_blocking(move || log.apply_retention(now_ms))
-            .await
-            .map_err(|_| BrokerError::ShuttingDown)??;
+        self.on_log(move |log| log.apply_retention(now_ms)).await?;
         // Remote objects are the leader's to delete; followers keep local retention only.
         if config.remote_storage && self.leader_epoch().is_ok() {
             let remote_end = self
@@ -499,6 +474,15 @@ impl Partition {
             Err(_) => self.log.size_bytes(),
         }
     }
+}
+
+/// Sets a watched offset, waking receivers only when it changed.
+fn publish(sender: &watch::Sender<i64>, value: i64) {
+    sender.send_if_modified(|current| {
+        let moved = value != *current;
+        *current = value;
+        moved
+    });
 }
 
 fn out_of_range(offset: i64, start: i64, end: i64) -> BrokerError {

@@ -59,8 +59,10 @@ impl Broker {
     /// Reads topics and partition states and applies them to the local topics and partitions.
     pub async fn sync_with_cluster(self: &Arc<Self>) -> Result<()> {
         let _sync = self.sync.lock().await;
-        let records = self.catalog.topics().await?;
+        // The view first: a partition state is written only after its topic's record, so the
+        // records read next hold every topic the view has states for.
         let view = ClusterView::read(&**self.store()).await?;
+        let records = self.catalog.topics().await?;
         self.sync_topics(&records).await?;
         self.sync_partitions(&view).await;
         self.cluster.send_replace(Arc::new(view));

@@ -187,32 +187,22 @@ async fn reconcile(
         .filter_map(|(key, _)| keys::parse_partition_key(keys::ELECTIONS_PREFIX, key))
         .collect();
     for change in plan(&topics, &states, &live, &preferred) {
-        let (key, expect, write) = match &change {
-            Change::Create { partition, state } => {
-                let key = keys::partition_state(partition.0, partition.1);
-                let write = Write::Put {
-                    key: key.clone(),
-                    value: state.encode(),
-                };
-                (key, Expect::Absent, write)
-            }
+        let (partition, expect, value) = match &change {
+            Change::Create { partition, state } => (partition, Expect::Absent, Some(state)),
             Change::Update {
                 partition,
                 version,
                 state,
-            } => {
-                let key = keys::partition_state(partition.0, partition.1);
-                let write = Write::Put {
-                    key: key.clone(),
-                    value: state.encode(),
-                };
-                (key, Expect::Version(*version), write)
-            }
-            Change::Delete { partition, version } => {
-                let key = keys::partition_state(partition.0, partition.1);
-                let write = Write::Delete { key: key.clone() };
-                (key, Expect::Version(*version), write)
-            }
+            } => (partition, Expect::Version(*version), Some(state)),
+            Change::Delete { partition, version } => (partition, Expect::Version(*version), None),
+        };
+        let key = keys::partition_state(partition.0, partition.1);
+        let write = match value {
+            Some(state) => Write::Put {
+                key: key.clone(),
+                value: state.encode(),
+            },
+            None => Write::Delete { key: key.clone() },
         };
         let conditions = [
             (keys::CONTROLLER.to_string(), Expect::Version(epoch)),

@@ -11,7 +11,7 @@ use super::state::PartitionState;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReassignError {
     /// The target is empty or names a broker twice.
-    #[error("the target replicas {0:?} must be distinct and not empty")]
+    #[error("the replicas {0:?} must be distinct and not empty")]
     InvalidTarget(Vec<i32>),
     /// The target names a broker that is not registered.
     #[error("broker {0} is not a live broker of the cluster")]
@@ -49,6 +49,21 @@ pub fn target_replicas(state: &PartitionState) -> Vec<i32> {
         .collect()
 }
 
+/// Checks a replica list given by a client (a move's target, or a topic's explicit assignment):
+/// distinct live brokers, at least one.
+pub fn check_replicas(replicas: &[i32], live: &[i32]) -> Result<(), ReassignError> {
+    let mut distinct = replicas.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if replicas.is_empty() || distinct.len() != replicas.len() {
+        return Err(ReassignError::InvalidTarget(replicas.to_vec()));
+    }
+    match replicas.iter().find(|b| !live.contains(b)) {
+        Some(unknown) => Err(ReassignError::UnknownBroker(*unknown)),
+        None => Ok(()),
+    }
+}
+
 /// The state that starts moving the partition to `target` (replacing any ongoing move).
 pub fn start(
     state: &PartitionState,
@@ -56,15 +71,7 @@ pub fn start(
     live: &[i32],
     allow_replication_factor_change: bool,
 ) -> Result<PartitionState, ReassignError> {
-    let mut distinct = target.to_vec();
-    distinct.sort_unstable();
-    distinct.dedup();
-    if target.is_empty() || distinct.len() != target.len() {
-        return Err(ReassignError::InvalidTarget(target.to_vec()));
-    }
-    if let Some(unknown) = target.iter().find(|b| !live.contains(b)) {
-        return Err(ReassignError::UnknownBroker(*unknown));
-    }
+    check_replicas(target, live)?;
     let original = original_replicas(state);
     if !allow_replication_factor_change && original.len() != target.len() {
         return Err(ReassignError::ReplicationFactorChange {

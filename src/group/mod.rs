@@ -213,52 +213,50 @@ impl GroupCoordinator {
     ) -> Result<usize, GroupError> {
         let mut offsets: HashMap<String, BTreeMap<(String, i32), CommittedOffset>> = HashMap::new();
         let mut stored: HashMap<String, Option<state::StoredGroup>> = HashMap::new();
-        {
-            for (key, value) in log.read_all(partition).await? {
-                let key = match records::decode_key(key) {
-                    Ok(Some(key)) => key,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        tracing::warn!(partition, error = %e, "skipping a record of __consumer_offsets");
-                        continue;
-                    }
-                };
-                let group = key.group().to_string();
-                match (key, value) {
-                    (
-                        RecordKey::Offset {
-                            topic, partition, ..
-                        },
-                        Some(v),
-                    ) => match records::decode_offset(v) {
-                        Ok(o) => {
-                            offsets
-                                .entry(group)
-                                .or_default()
-                                .insert((topic, partition), o);
-                        }
-                        Err(e) => tracing::warn!(group, error = %e, "skipping an offset record"),
+        for (key, value) in log.read_all(partition).await? {
+            let key = match records::decode_key(key) {
+                Ok(Some(key)) => key,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(partition, error = %e, "skipping a record of __consumer_offsets");
+                    continue;
+                }
+            };
+            let group = key.group().to_string();
+            match (key, value) {
+                (
+                    RecordKey::Offset {
+                        topic, partition, ..
                     },
-                    (
-                        RecordKey::Offset {
-                            topic, partition, ..
-                        },
-                        None,
-                    ) => {
+                    Some(v),
+                ) => match records::decode_offset(v) {
+                    Ok(o) => {
                         offsets
                             .entry(group)
                             .or_default()
-                            .remove(&(topic, partition));
+                            .insert((topic, partition), o);
                     }
-                    (RecordKey::Group { .. }, Some(v)) => match records::decode_group(v) {
-                        Ok(g) => {
-                            stored.insert(group, Some(g));
-                        }
-                        Err(e) => tracing::warn!(group, error = %e, "skipping a group record"),
+                    Err(e) => tracing::warn!(group, error = %e, "skipping an offset record"),
+                },
+                (
+                    RecordKey::Offset {
+                        topic, partition, ..
                     },
-                    (RecordKey::Group { .. }, None) => {
-                        stored.insert(group, None);
+                    None,
+                ) => {
+                    offsets
+                        .entry(group)
+                        .or_default()
+                        .remove(&(topic, partition));
+                }
+                (RecordKey::Group { .. }, Some(v)) => match records::decode_group(v) {
+                    Ok(g) => {
+                        stored.insert(group, Some(g));
                     }
+                    Err(e) => tracing::warn!(group, error = %e, "skipping a group record"),
+                },
+                (RecordKey::Group { .. }, None) => {
+                    stored.insert(group, None);
                 }
             }
         }

@@ -39,7 +39,6 @@ pub fn response_error(error: &BrokerError) -> ResponseError {
         BrokerError::Log(e) => log_error(e),
         BrokerError::Metadata(e) => metadata_error(e),
         BrokerError::ShuttingDown => ResponseError::BrokerNotAvailable,
-        BrokerError::GroupsUnavailable(_) => ResponseError::CoordinatorNotAvailable,
         BrokerError::ObjectStoreConfig(_) => ResponseError::UnknownServerError,
     }
 }

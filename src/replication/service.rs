@@ -14,7 +14,6 @@ use uuid::Uuid;
 use super::isr::{IsrChange, change_isr};
 use super::proto::replication_server::Replication;
 use super::proto::{DivergingEpoch, FetchError, FetchRequest, FetchResponse};
-use crate::broker::replica::Role;
 use crate::broker::{Broker, Partition, now_ms};
 
 /// The replication service of one broker.
@@ -78,7 +77,7 @@ impl Replication for ReplicationService {
         let Some(partition) = self.partition(&request) else {
             return Ok(error(FetchError::NotLeader));
         };
-        let Role::Leader { epoch, .. } = partition.role() else {
+        let Ok(epoch) = partition.leader_epoch() else {
             return Ok(error(FetchError::NotLeader));
         };
         if request.leader_epoch < epoch {
