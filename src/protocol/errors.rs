@@ -69,8 +69,11 @@ fn log_error(error: &LogError) -> ResponseError {
         }
         LogError::PointerStore(_) => ResponseError::KafkaStorageError,
         LogError::Fenced { .. } => ResponseError::NotLeaderOrFollower,
-        // Only replication appends check offsets; no client request reaches it.
-        LogError::OffsetMismatch { .. } => ResponseError::UnknownServerError,
+        // Only replication appends check offsets, and only compaction swaps segments; no client
+        // request reaches either.
+        LogError::OffsetMismatch { .. } | LogError::SwapConflict { .. } => {
+            ResponseError::UnknownServerError
+        }
     }
 }
 

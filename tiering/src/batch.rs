@@ -274,5 +274,29 @@ pub fn stamp_header(batch: &[u8], stamp: Stamp) -> [u8; HEADER_SIZE] {
     header
 }
 
+/// After a batch was re-encoded with fewer records (compaction), restores what the encoder does
+/// not carry over from the `original` header — the timestamp type and, for `LogAppendTime`, the
+/// append time; the partition leader epoch; base sequence -1 without a producer id — and
+/// recomputes the CRC. `rewritten` must be one whole v2 batch.
+pub fn restore_header_fields(rewritten: &mut [u8], original: &BatchHeader) -> Result<()> {
+    if rewritten.len() < HEADER_SIZE {
+        return Err(LogError::corrupt(
+            "a rewritten batch is shorter than its header",
+        ));
+    }
+    rewritten[12..16].copy_from_slice(&original.partition_leader_epoch.to_be_bytes());
+    if original.is_log_append_time() {
+        let attributes = be_i16(rewritten, ATTRIBUTES_OFFSET) | TIMESTAMP_TYPE_BIT;
+        rewritten[21..23].copy_from_slice(&attributes.to_be_bytes());
+        rewritten[35..43].copy_from_slice(&original.max_timestamp.to_be_bytes());
+    }
+    if original.producer_id < 0 {
+        rewritten[53..57].copy_from_slice(&(-1i32).to_be_bytes());
+    }
+    let crc = crc32c::crc32c(&rewritten[ATTRIBUTES_OFFSET..]);
+    rewritten[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    Ok(())
+}
+
 #[cfg(test)]
 pub(crate) mod tests;

@@ -89,6 +89,13 @@ pub enum LogError {
         /// The partition, as `topic-id/partition`.
         partition: String,
     },
+    /// A compaction swap names a segment the manifest no longer lists: the manifest changed since
+    /// the pass read it, and the pass must be planned again.
+    #[error("remote segment {key} was replaced or expired while it was being compacted")]
+    SwapConflict {
+        /// The segment's object key.
+        key: String,
+    },
     /// The metadata store holding manifest pointers failed.
     #[error("manifest pointer store failed: {0}")]
     PointerStore(String),

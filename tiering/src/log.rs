@@ -6,7 +6,8 @@
 //! - `<offset>.snapshot`: idempotent-producer state as of an offset (see `producer_state.rs`);
 //! - `log-start-offset`: the log start offset when `DeleteRecords` moved it inside a segment;
 //! - `leader-epoch-checkpoint`: the first offset of each leader epoch (see `epochs.rs`);
-//! - `clean-shutdown`: present only while the log is closed cleanly.
+//! - `clean-shutdown`: present only while the log is closed cleanly;
+//! - `cleaner-checkpoint.json` and `cleaning/`: compaction's checkpoint and work area (see `log/cleaned.rs`).
 //!
 //! # Crash safety
 //! Batches are written to the active segment's file (the page cache) before an append returns, so a
@@ -32,6 +33,8 @@ use crate::error::{LogError, Result};
 use crate::producer_state::{ProducerStateTable, SequenceCheck};
 use crate::retention::{SegmentSummary, plan_retention};
 use crate::segment::Segment;
+
+pub use cleaned::{CLEANING_DIR, CleanCheckpoint, CleanedSegment, CompactionView, Replacement};
 
 const CLEAN_SHUTDOWN: &str = "clean-shutdown";
 const LOG_START_OFFSET: &str = "log-start-offset";
@@ -146,6 +149,7 @@ impl PartitionLog {
     /// (where the remote tier ends, for a broker whose local copy is gone).
     pub fn open_at(dir: &Path, config: LogConfig, start_offset: i64, now_ms: i64) -> Result<Self> {
         fs::create_dir_all(dir).map_err(|e| LogError::io(dir, e))?;
+        cleaned::recover_swap(dir)?;
         let marker = dir.join(CLEAN_SHUTDOWN);
         let clean = marker.exists();
         let mut bases = Vec::new();
@@ -653,6 +657,7 @@ fn write_log_start(dir: &Path, offset: i64) -> Result<()> {
     fs::rename(&tmp, &path).map_err(|e| LogError::io(&path, e))
 }
 
+mod cleaned;
 mod replica;
 #[cfg(test)]
 mod tests;

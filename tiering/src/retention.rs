@@ -40,7 +40,8 @@ pub fn plan_retention(
         if config.remote_storage && remote_end_offset.is_none_or(|end| s.next_offset > end) {
             break;
         }
-        let below_start = s.next_offset <= log_start_offset;
+        // An empty sealed segment (compaction removed every batch) holds nothing to keep.
+        let below_start = s.next_offset <= log_start_offset || s.size == 0;
         let expired = retention_ms >= 0
             && s.max_timestamp >= 0
             && now_ms.saturating_sub(s.max_timestamp) > retention_ms;
@@ -53,6 +54,30 @@ pub fn plan_retention(
         doomed.push(s.base_offset);
     }
     doomed
+}
+
+/// How long past `retention_ms` the oldest data still held is, in milliseconds: for the oldest
+/// segment whose newest record has a known timestamp (`>= 0`), `now_ms - max_timestamp -
+/// retention_ms`, floored at 0. A healthy log stays near 0; a growing value means retention is
+/// not running or is blocked (for example by segments not yet offloaded). 0 when retention by time
+/// is off (`retention_ms < 0`) or no segment has a known timestamp.
+pub fn overdue_ms(
+    segment_max_timestamps_oldest_first: impl IntoIterator<Item = i64>,
+    retention_ms: i64,
+    now_ms: i64,
+) -> i64 {
+    if retention_ms < 0 {
+        return 0;
+    }
+    segment_max_timestamps_oldest_first
+        .into_iter()
+        .find(|&ts| ts >= 0)
+        .map_or(0, |ts| {
+            now_ms
+                .saturating_sub(ts)
+                .saturating_sub(retention_ms)
+                .max(0)
+        })
 }
 
 #[cfg(test)]
@@ -154,5 +179,30 @@ mod tests {
     #[test]
     fn an_empty_log_plans_nothing() {
         assert!(plan_retention(&[], &config(0, 0), 0, None, 0).is_empty());
+    }
+
+    #[test]
+    fn overdue_table() {
+        // (max timestamps oldest first, retention.ms, now, expected)
+        let cases: &[(&[i64], i64, i64, i64)] = &[
+            (&[], 1_000, 10_000, 0),                 // nothing held
+            (&[1_000, 5_000], -1, 10_000, 0),        // time retention off
+            (&[1_000, 5_000], 2_000, 10_000, 7_000), // the oldest counts, not the newest
+            (&[1_000], 9_000, 10_000, 0),            // exactly at the limit
+            (&[1_000], 8_999, 10_000, 1),            // one past it
+            (&[1_000], 20_000, 10_000, 0),           // well within
+            (&[-1, 4_000], 1_000, 10_000, 5_000),    // unknown timestamps are skipped
+            (&[-1, -1], 0, 10_000, 0),               // no known timestamp
+            (&[9_000], 0, 10_000, 1_000),            // retention of 0
+            (&[20_000], 0, 10_000, 0),               // a timestamp from the future
+            (&[0], 0, i64::MAX, i64::MAX),
+        ];
+        for &(timestamps, retention_ms, now, expected) in cases {
+            assert_eq!(
+                overdue_ms(timestamps.iter().copied(), retention_ms, now),
+                expected,
+                "timestamps={timestamps:?} retention.ms={retention_ms} now={now}"
+            );
+        }
     }
 }

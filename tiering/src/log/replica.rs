@@ -39,8 +39,9 @@ use crate::segment::Segment;
 impl PartitionLog {
     /// Appends record batches copied from the leader (the follower's path). `records` are whole
     /// v2 batches that already carry their offsets, leader epochs and timestamps; they are checked
-    /// (length, CRC) and written byte for byte. The first must start at the log end offset and each
-    /// next one where the previous ended, else [`LogError::OffsetMismatch`] and nothing is written.
+    /// (length, CRC) and written byte for byte. Each must start at or after the log end offset and
+    /// after the previous one (compaction leaves gaps), else [`LogError::OffsetMismatch`] and
+    /// nothing is written.
     /// Segments roll and the flush policy applies as for [`PartitionLog::append`]; idempotent
     /// producers are recorded without sequence checks (the leader made them), so a follower that
     /// becomes leader recognises retries; a batch of a newer leader epoch starts a new entry in the
@@ -58,7 +59,8 @@ impl PartitionLog {
         for range in ranges {
             let bytes = &records[range];
             let header = batch::validate_batch(bytes)?;
-            if header.base_offset != expected {
+            // A gap is a leader's compaction having removed whole batches.
+            if header.base_offset < expected {
                 return Err(LogError::OffsetMismatch {
                     expected,
                     got: header.base_offset,
@@ -67,7 +69,7 @@ impl PartitionLog {
             expected = header.next_offset();
             batches.push((bytes, header));
         }
-        let base_offset = state.next_offset();
+        let base_offset = batches.first().map_or(expected, |(_, h)| h.base_offset);
         for (bytes, header) in &batches {
             self.roll_if_needed(&mut state, header, now_ms)?;
             record_epoch(

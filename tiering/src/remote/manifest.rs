@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{LogError, Result};
+use crate::log::CleanCheckpoint;
 
 /// The manifest format this code writes and reads.
 pub const FORMAT: u32 = 1;
@@ -64,6 +65,10 @@ pub struct Manifest {
     pub log_start_offset: i64,
     /// Segments in offset order, never overlapping.
     pub segments: Vec<RemoteSegment>,
+    /// How far compaction has cleaned the remote segments (absent in manifests written before
+    /// compaction existed, and until the first pass).
+    #[serde(default)]
+    pub cleaner: CleanCheckpoint,
 }
 
 impl Manifest {
@@ -76,6 +81,7 @@ impl Manifest {
             partition,
             log_start_offset: 0,
             segments: Vec::new(),
+            cleaner: CleanCheckpoint::default(),
         }
     }
 
@@ -142,6 +148,38 @@ impl Manifest {
             .partition_point(|s| s.next_offset <= next.log_start_offset);
         let dropped = next.segments.drain(..keep_from).collect();
         (next, dropped)
+    }
+
+    /// The next version, with each run of consecutive segments named by `replaced` (object keys)
+    /// swapped for its compacted `replacement` (which may be absent when compaction kept nothing),
+    /// and `cleaner` recorded. Fails when a replaced segment is no longer listed: the
+    /// manifest changed since compaction read it, and the pass must be planned again.
+    pub fn with_compacted(
+        &self,
+        swaps: &[(Vec<String>, Option<RemoteSegment>)],
+        cleaner: CleanCheckpoint,
+    ) -> Result<Manifest> {
+        let mut next = self.clone();
+        next.version += 1;
+        next.cleaner = cleaner;
+        for (replaced, replacement) in swaps {
+            let first = replaced
+                .first()
+                .and_then(|key| next.segments.iter().position(|s| &s.key == key));
+            let Some(at) = first.filter(|at| {
+                replaced
+                    .iter()
+                    .enumerate()
+                    .all(|(i, key)| next.segments.get(at + i).is_some_and(|s| &s.key == key))
+            }) else {
+                return Err(LogError::SwapConflict {
+                    key: replaced.first().cloned().unwrap_or_default(),
+                });
+            };
+            next.segments
+                .splice(at..at + replaced.len(), replacement.iter().cloned());
+        }
+        Ok(next)
     }
 
     /// Serialises the manifest.
@@ -235,6 +273,61 @@ mod tests {
             vec![0]
         );
         assert_eq!((moved.start_offset(), moved.version), (Some(15), 4));
+    }
+
+    #[test]
+    fn compaction_swaps_runs_of_segments() {
+        let m = Manifest::empty(Uuid::nil(), 0);
+        let m = [
+            segment(0, 10),
+            segment(10, 20),
+            segment(20, 30),
+            segment(30, 40),
+        ]
+        .into_iter()
+        .fold(m, |m, s| m.with_segment(s).expect("append"));
+        let mut cleaned = segment(0, 18);
+        cleaned.key = "c0".into();
+        let swapped = m
+            .with_compacted(
+                &[
+                    (vec!["s0".into(), "s10".into()], Some(cleaned)),
+                    (vec!["s20".into()], None),
+                ],
+                CleanCheckpoint {
+                    cleaned_offset: 30,
+                    tombstone_deadline_ms: None,
+                },
+            )
+            .expect("swap");
+        let keys: Vec<_> = swapped.segments.iter().map(|s| s.key.as_str()).collect();
+        assert_eq!(keys, ["c0", "s30"]);
+        assert_eq!(
+            (swapped.cleaner.cleaned_offset, swapped.version),
+            (30, m.version + 1)
+        );
+        assert_eq!(swapped.find(19).map(|s| s.key.as_str()), Some("s30"));
+        assert!(
+            swapped
+                .with_compacted(&[(vec!["s10".into()], None)], CleanCheckpoint::default())
+                .is_err(),
+            "a segment no longer listed cannot be swapped"
+        );
+        assert!(
+            m.with_compacted(
+                &[(vec!["s0".into(), "s20".into()], None)],
+                CleanCheckpoint::default()
+            )
+            .is_err(),
+            "a run must be consecutive"
+        );
+        let decoded = Manifest::decode("k", &swapped.encode()).expect("decodes");
+        assert_eq!(decoded, swapped);
+        let old = br#"{"format":1,"version":1,"topic_id":"00000000-0000-0000-0000-000000000000","partition":0,"log_start_offset":0,"segments":[]}"#;
+        assert_eq!(
+            Manifest::decode("k", old).expect("old").cleaner,
+            CleanCheckpoint::default()
+        );
     }
 
     #[test]

@@ -33,6 +33,12 @@
 //! - Object store down or throttling: steps 2–4 are retried with exponential backoff and jitter;
 //!   local segments stay until uploaded; produce is never blocked by the remote tier.
 //!
+//! The sweep is [`sweep::sweep_partition`]: it lists the partition's root, then reads the pointer
+//! and its manifest, and deletes every object that manifest does not name (nor is) once it is
+//! older than the grace period. Listing before reading the pointer keeps uploads in flight safe;
+//! the grace must exceed the time from an upload to its publication and how long a broker may keep
+//! using a stale manifest. The choice itself is the pure [`sweep::plan_sweep`].
+//!
 //! # Reads
 //! An offset below the local log start but at or above the remote log start is read remotely:
 //! the manifest gives the segment, the segment's offset index (fetched once, cached) gives the
@@ -49,6 +55,7 @@ pub mod paths;
 pub mod pointer;
 pub mod reader;
 pub mod store;
+pub mod sweep;
 pub mod uploader;
 
 pub use manifest::{Manifest, RemoteSegment};

@@ -232,7 +232,8 @@ impl RemotePartition {
                 .uploader
                 .upload(&segment, &key, leader_epoch)
                 .await?;
-            self.publish(|m| m.with_segment(remote.clone())).await?;
+            self.publish(Some(leader_epoch), |m| m.with_segment(remote.clone()))
+                .await?;
             log.set_remote_end_offset(segment.next_offset);
             uploaded += 1;
             lag_bytes -= segment.size as i64;
@@ -250,49 +251,125 @@ impl RemotePartition {
     }
 
     /// Writes the manifest `change` makes of the published one, then moves the pointer to it.
+    /// When another writer moved the pointer first (the compaction service, or a newer leader),
+    /// the published manifest is read again and `change` applied to it, unless it holds a segment
+    /// of a leader epoch newer than `fence_epoch`. Returns the manifest `change` was applied to and
+    /// the one published.
     async fn publish(
         &self,
-        change: impl FnOnce(&Manifest) -> Result<Manifest>,
-    ) -> Result<Arc<Manifest>> {
-        let mut published = self.published.write().await;
-        let next = change(&published.manifest)?;
-        let key = self.paths.manifest(next.version);
-        self.tier
-            .store
-            .put(&key, PutPayload::from(next.encode()))
-            .await
-            .map_err(|e| LogError::object_store(&key, e))?;
-        let pointer = ManifestPointer {
-            version: next.version,
-            key: key.to_string(),
-        };
-        if !self
+        fence_epoch: Option<i32>,
+        change: impl Fn(&Manifest) -> Result<Manifest>,
+    ) -> Result<(Arc<Manifest>, Arc<Manifest>)> {
+        const ATTEMPTS: usize = 4;
+        for attempt in 1..=ATTEMPTS {
+            let mut published = self.published.write().await;
+            if attempt > 1 {
+                *published = load_published(&self.tier, self.topic_id, self.partition).await?;
+                if let Some(epoch) = fence_epoch
+                    && published
+                        .manifest
+                        .segments
+                        .iter()
+                        .any(|s| s.leader_epoch > epoch)
+                {
+                    break;
+                }
+            }
+            let next = change(&published.manifest)?;
+            let key = self.paths.manifest(next.version);
+            self.tier
+                .store
+                .put(&key, PutPayload::from(next.encode()))
+                .await
+                .map_err(|e| LogError::object_store(&key, e))?;
+            let pointer = ManifestPointer {
+                version: next.version,
+                key: key.to_string(),
+            };
+            if self
+                .tier
+                .pointers
+                .swap(
+                    self.topic_id,
+                    self.partition,
+                    published.pointer.as_ref(),
+                    &pointer,
+                )
+                .await?
+            {
+                let before = std::mem::replace(&mut published.manifest, Arc::new(next));
+                published.pointer = Some(pointer);
+                return Ok((before, Arc::clone(&published.manifest)));
+            }
+            tracing::debug!(partition = %self.label().partition, attempt, "the manifest pointer moved under a publish; reading it again");
+        }
+        Err(LogError::Fenced {
+            partition: format!("{}/{}", self.topic_id, self.partition),
+        })
+    }
+
+    /// Reads the published manifest again if its pointer moved (the compaction service swapped
+    /// segments, or another broker published). Cheap when nothing changed: one pointer read.
+    pub async fn refresh(&self) -> Result<bool> {
+        let pointer = self
             .tier
             .pointers
-            .swap(
-                self.topic_id,
-                self.partition,
-                published.pointer.as_ref(),
-                &pointer,
-            )
-            .await?
-        {
-            return Err(LogError::Fenced {
-                partition: format!("{}/{}", self.topic_id, self.partition),
-            });
+            .get(self.topic_id, self.partition)
+            .await?;
+        if pointer == self.published.read().await.pointer {
+            return Ok(false);
         }
-        published.manifest = Arc::new(next);
-        published.pointer = Some(pointer);
-        Ok(Arc::clone(&published.manifest))
+        self.reload().await?;
+        Ok(true)
+    }
+
+    /// Publishes a manifest with compacted segments in place of the runs they replace (see
+    /// [`Manifest::with_compacted`]). The replaced objects are not deleted here: a broker may
+    /// still read them through the manifest it holds; the sweep removes them once they have been
+    /// unreferenced for longer than its grace period.
+    pub async fn swap_compacted(
+        &self,
+        swaps: &[(Vec<String>, Option<RemoteSegment>)],
+        cleaner: crate::log::CleanCheckpoint,
+    ) -> Result<Arc<Manifest>> {
+        let _writer = self.writer.lock().await;
+        let (_, published) = self
+            .publish(None, |m| m.with_compacted(swaps, cleaner))
+            .await?;
+        Ok(published)
+    }
+
+    /// What every remote partition of this broker shares.
+    pub fn tier(&self) -> &Arc<RemoteTier> {
+        &self.tier
+    }
+
+    /// The partition's object keys.
+    pub fn paths(&self) -> &PartitionPaths {
+        &self.paths
     }
 
     /// Reads from the remote tier (see [`RemoteReader::read`]).
+    /// A failed object read may mean the manifest held here is stale (compaction replaced the
+    /// segment and the sweep removed it): if the pointer moved, the manifest is read again and the
+    /// read retried once.
     pub async fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<Bytes> {
         let manifest = self.manifest().await;
-        self.tier
+        let first = self
+            .tier
             .reader
             .read(&manifest, offset, max_bytes, min_one)
-            .await
+            .await;
+        match first {
+            Err(LogError::ObjectStore { .. }) if self.refresh().await? => {
+                let manifest = self.manifest().await;
+                self.tier
+                    .reader
+                    .read(&manifest, offset, max_bytes, min_one)
+                    .await
+            }
+            other => other,
+        }
     }
 
     /// The first remote batch reaching `timestamp` at or above `min_offset`.
@@ -318,13 +395,15 @@ impl RemotePartition {
         {
             return Ok(());
         }
-        let mut dropped = Vec::new();
-        self.publish(|m| {
-            let (next, gone) = m.with_log_start(offset);
-            dropped = gone;
-            Ok(next)
-        })
-        .await?;
+        let (before, after) = self
+            .publish(None, |m| Ok(m.with_log_start(offset).0))
+            .await?;
+        let dropped: Vec<RemoteSegment> = before
+            .segments
+            .iter()
+            .filter(|s| !after.segments.iter().any(|kept| kept.key == s.key))
+            .cloned()
+            .collect();
         self.delete_objects(&dropped).await;
         Ok(())
     }

@@ -1,0 +1,123 @@
+//! Compacting the local log of one replica. Every replica compacts its own copy, as in Kafka; the
+//! pass runs on a blocking thread and swaps its result in with `PartitionLog::swap_cleaned`.
+
+use strata_tiering::PartitionLog;
+use strata_tiering::log::{CleanCheckpoint, CleanedSegment, Replacement};
+
+use crate::config::CompactionConfig;
+use crate::error::Result;
+use crate::keymap::KeyMap;
+use crate::pass::{MapBuilder, PassReport, Rewriter};
+use crate::plan::{RecordRules, SegmentInfo, group_segments, plan_pass};
+use crate::throttle::Throttle;
+
+/// Bytes of log per distinct key assumed when sizing the key map below its budget.
+const BYTES_PER_KEY_ESTIMATE: u64 = 8;
+
+/// Runs one pass over `log` if its plan says so; `committed_end` is the high watermark (nothing
+/// above it is compacted). For a tiered log only segments already in the bucket are compacted
+/// (the uploader never reads a file compaction replaces) and tombstones are kept: older records of
+/// their keys may live in the bucket, which the remote pass cleans. Returns what the pass did, or
+/// `None` when no pass was due or it lost a race with retention or truncation.
+pub fn compact_local(
+    log: &PartitionLog,
+    config: &CompactionConfig,
+    committed_end: i64,
+    map_budget_bytes: usize,
+    throttle: &Throttle,
+    now_ms: i64,
+) -> Result<Option<PassReport>> {
+    let view = log.compaction_view()?;
+    let tiered = view.config.remote_storage;
+    let mut first_uncleanable = view.active_base_offset.min(committed_end);
+    if tiered {
+        first_uncleanable = first_uncleanable.min(view.remote_end_offset.unwrap_or(i64::MIN));
+    }
+    let infos: Vec<SegmentInfo> = view
+        .sealed
+        .iter()
+        .map(|s| SegmentInfo {
+            base_offset: s.base_offset,
+            next_offset: s.next_offset,
+            size: s.size,
+            first_timestamp: s.first_timestamp,
+            max_timestamp: s.max_timestamp,
+        })
+        .collect();
+    let Some(plan) = plan_pass(&infos, &view.checkpoint, first_uncleanable, config, now_ms) else {
+        return Ok(None);
+    };
+    let cleanable = &view.sealed[..plan.segments];
+    let dirty_bytes: u64 = cleanable
+        .iter()
+        .filter(|s| s.next_offset > plan.dirty_start)
+        .map(|s| s.size)
+        .sum();
+    let map = KeyMap::new(
+        map_budget_bytes,
+        (dirty_bytes / BYTES_PER_KEY_ESTIMATE) as usize,
+    );
+    let mut builder = MapBuilder::new(map, plan.dirty_start, plan.cleanable_end);
+    for s in cleanable
+        .iter()
+        .filter(|s| s.next_offset > plan.dirty_start)
+    {
+        if !builder.add_segment(&s.log_path, s.size, throttle)? {
+            break;
+        }
+    }
+    let (map, pass_end) = builder.finish();
+    let rules = RecordRules {
+        dirty_start: plan.dirty_start,
+        pass_end,
+        tombstone_horizon_ms: now_ms.saturating_sub(config.delete_retention_ms),
+        remove_tombstones: !tiered,
+        protected_offset: view.sealed.last().map_or(-1, |s| s.next_offset - 1),
+    };
+    let mut report = PassReport {
+        pass_end,
+        keys: map.len() as u64,
+        ..PassReport::default()
+    };
+    let rewriter = Rewriter {
+        map: &map,
+        rules,
+        delete_retention_ms: config.delete_retention_ms,
+        throttle,
+    };
+    let cleaning = log.cleaning_dir()?;
+    let mut replacements = Vec::new();
+    for group in group_segments(&infos[..plan.segments], pass_end, config.segment_bytes) {
+        let inputs = &cleanable[group];
+        let mut out = CleanedSegment::create(
+            &cleaning,
+            inputs[0].base_offset,
+            config.index_interval_bytes,
+            now_ms,
+        )?;
+        let mut changed = inputs.len() > 1;
+        for s in inputs {
+            changed |= rewriter.rewrite_segment(&s.log_path, s.size, &mut out, &mut report)?;
+        }
+        out.seal()?;
+        if changed {
+            report.segments_replaced += inputs.len() as u64;
+            report.segments_written += 1;
+            replacements.push(Replacement {
+                replaced: inputs.iter().map(|s| (s.base_offset, s.size)).collect(),
+            });
+        }
+    }
+    let checkpoint = CleanCheckpoint {
+        cleaned_offset: pass_end,
+        tombstone_deadline_ms: report.tombstone_deadline_ms,
+    };
+    if !log.swap_cleaned(&replacements, checkpoint, now_ms)? {
+        tracing::debug!(log = %log.dir().display(), "a replaced segment changed during compaction; the pass is dropped");
+        return Ok(None);
+    }
+    Ok(Some(report))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,168 @@
+use super::*;
+use crate::batch::tests::{TestBatch, build_batch};
+use crate::batch::{self, BatchHeader};
+use crate::log::tests::{options, small_segments};
+
+/// A log of 30 one-record batches over several small segments.
+fn log_with_segments(dir: &Path) -> PartitionLog {
+    let log = PartitionLog::open(dir, small_segments(), 0).expect("open");
+    for i in 0..30 {
+        let b = build_batch(TestBatch {
+            payload: 100,
+            timestamp: 1_000 + i,
+            ..TestBatch::default()
+        });
+        log.append(&b, options(0)).expect("append");
+    }
+    log
+}
+
+/// The batches of one sealed segment, read through the log.
+fn batches_of(log: &PartitionLog, segment: &SealedSegment) -> Vec<Vec<u8>> {
+    let bytes = log
+        .read(segment.base_offset, 1 << 20, segment.next_offset, true)
+        .expect("read");
+    batch::split_batches(&bytes)
+        .expect("batches")
+        .into_iter()
+        .map(|r| bytes[r].to_vec())
+        .collect()
+}
+
+fn checkpoint(cleaned_offset: i64) -> CleanCheckpoint {
+    CleanCheckpoint {
+        cleaned_offset,
+        tombstone_deadline_ms: Some(7),
+    }
+}
+
+fn bases(log: &PartitionLog) -> Vec<i64> {
+    let end = log.log_end_offset();
+    let mut out = Vec::new();
+    let mut offset = log.log_start_offset();
+    while offset < end {
+        let bytes = log.read(offset, 1 << 20, end, true).expect("read");
+        for r in batch::split_batches(&bytes).expect("batches") {
+            let h = BatchHeader::parse(&bytes[r]).expect("header");
+            out.push(h.base_offset);
+            offset = h.next_offset();
+        }
+    }
+    out
+}
+
+/// Writes, into `cleaning/`, one cleaned segment replacing the first two sealed segments that keeps
+/// only their even offsets.
+fn clean_first_two(log: &PartitionLog) -> (Vec<Replacement>, Vec<i64>) {
+    let view = log.compaction_view().expect("view");
+    assert!(view.sealed.len() >= 3, "{} sealed", view.sealed.len());
+    let dir = log.cleaning_dir().expect("cleaning dir");
+    let first = &view.sealed[0];
+    let mut cleaned = CleanedSegment::create(&dir, first.base_offset, 200, 0).expect("create");
+    let mut kept = Vec::new();
+    for segment in &view.sealed[..2] {
+        for b in batches_of(log, segment) {
+            let h = BatchHeader::parse(&b).expect("header");
+            if h.base_offset % 2 == 0 {
+                cleaned.append(&b).expect("append");
+                kept.push(h.base_offset);
+            }
+        }
+    }
+    let sealed = cleaned.seal().expect("seal");
+    assert_eq!(sealed.base_offset, first.base_offset);
+    let replacement = Replacement {
+        replaced: view.sealed[..2]
+            .iter()
+            .map(|s| (s.base_offset, s.size))
+            .collect(),
+    };
+    (vec![replacement], kept)
+}
+
+#[test]
+fn a_swap_replaces_segments_and_survives_reopening() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = log_with_segments(dir.path());
+    let before = bases(&log);
+    let segments = log.segment_count();
+    let (replacements, kept) = clean_first_two(&log);
+    let second_end = log.compaction_view().expect("view").sealed[1].next_offset;
+    assert!(
+        log.swap_cleaned(&replacements, checkpoint(second_end), 0)
+            .expect("swap")
+    );
+    assert_eq!(log.segment_count(), segments - 1);
+    let expected: Vec<i64> = kept
+        .iter()
+        .copied()
+        .chain(before.iter().copied().filter(|b| *b >= second_end))
+        .collect();
+    assert_eq!(bases(&log), expected);
+    assert_eq!(
+        log.compaction_view().expect("view").checkpoint,
+        checkpoint(second_end)
+    );
+    assert!(!dir.path().join(CLEANING_DIR).exists());
+    log.close().expect("close");
+    let reopened = PartitionLog::open(dir.path(), small_segments(), 0).expect("reopen");
+    assert_eq!(bases(&reopened), expected);
+    assert_eq!(reopened.log_end_offset(), 30);
+}
+
+#[test]
+fn a_swap_is_abandoned_when_a_replaced_segment_changed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = log_with_segments(dir.path());
+    let before = bases(&log);
+    let (mut replacements, _) = clean_first_two(&log);
+    replacements[0].replaced[1].1 += 1;
+    assert!(
+        !log.swap_cleaned(&replacements, checkpoint(10), 0)
+            .expect("swap")
+    );
+    assert_eq!(bases(&log), before);
+    assert!(!dir.path().join(CLEANING_DIR).exists());
+    assert_eq!(
+        log.compaction_view().expect("view").checkpoint,
+        CleanCheckpoint::default()
+    );
+}
+
+#[test]
+fn a_committed_swap_is_finished_on_open_and_an_uncommitted_one_discarded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = log_with_segments(dir.path());
+    let before = bases(&log);
+    let (replacements, kept) = clean_first_two(&log);
+    let second_end = log.compaction_view().expect("view").sealed[1].next_offset;
+    drop(log);
+    // Uncommitted: cleaned files but no marker. Opening keeps the originals.
+    let log = PartitionLog::open(dir.path(), small_segments(), 0).expect("reopen");
+    assert_eq!(bases(&log), before);
+    assert!(!dir.path().join(CLEANING_DIR).exists());
+    // Committed: the marker was written, then the process died before renaming anything.
+    let (replacements2, _) = clean_first_two(&log);
+    assert_eq!(replacements2, replacements);
+    drop(log);
+    let marker = dir.path().join(CLEANING_DIR).join(SWAP_MARKER);
+    fs::write(&marker, serde_json::to_vec(&replacements).expect("json")).expect("marker");
+    // ...and after renaming the index files only.
+    let stem = file_stem(replacements[0].replaced[0].0);
+    fs::rename(
+        dir.path()
+            .join(CLEANING_DIR)
+            .join(&stem)
+            .with_extension("index"),
+        dir.path().join(&stem).with_extension("index"),
+    )
+    .expect("rename");
+    let log = PartitionLog::open(dir.path(), small_segments(), 0).expect("reopen");
+    let expected: Vec<i64> = kept
+        .iter()
+        .copied()
+        .chain(before.iter().copied().filter(|b| *b >= second_end))
+        .collect();
+    assert_eq!(bases(&log), expected);
+    assert!(!dir.path().join(CLEANING_DIR).exists());
+}
