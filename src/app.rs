@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{Broker, run_cluster_sync, run_housekeeping};
+use crate::broker::{Broker, run_cluster_sync, run_compaction, run_housekeeping};
 use crate::cluster::controller::{Liveness, run_controller};
 use crate::error::BrokerError;
 use crate::group::run_group_timers;
@@ -166,6 +166,10 @@ impl Running {
             Arc::clone(&self.broker),
             cancel.child_token(),
         ));
+        let compaction = tokio::spawn(run_compaction(
+            Arc::clone(&self.broker),
+            cancel.child_token(),
+        ));
         let registration = self
             .registration
             .map(|r| tokio::spawn(r.run(cancel.child_token())));
@@ -189,6 +193,9 @@ impl Running {
         cancel.cancel();
         if housekeeping.await.is_err() {
             tracing::error!("the housekeeping task panicked");
+        }
+        if compaction.await.is_err() {
+            tracing::error!("the compaction task panicked");
         }
         if group_timers.await.is_err() {
             tracing::error!("the group coordinator's timers panicked");

@@ -20,6 +20,7 @@ pub fn registry(broker: &Broker) -> Registry {
     let mut registry = Registry::with_prefix("strata");
     broker.tiering_metrics().register(&mut registry);
     broker.groups().metrics().register(&mut registry);
+    broker.compaction().metrics().register(&mut registry);
     registry
 }
 

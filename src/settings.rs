@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde::Deserialize;
 
+mod compaction;
+pub use compaction::CompactionSettings;
+use compaction::compaction_settings;
+
 /// Why the settings were rejected; the message names the offending key.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -204,6 +208,9 @@ pub struct SettingsLayer {
     /// Partitions of `__consumer_offsets`, fixed once it exists [default: 50].
     #[arg(long, env = "STRATA_OFFSETS_TOPIC_NUM_PARTITIONS")]
     pub offsets_topic_num_partitions: Option<i32>,
+    /// `segment.bytes` of `__consumer_offsets` when the broker creates it [default: 104857600].
+    #[arg(long, env = "STRATA_OFFSETS_TOPIC_SEGMENT_BYTES")]
+    pub offsets_topic_segment_bytes: Option<u64>,
     /// How long the first rebalance of an empty group waits for more members, in ms
     /// [default: 3000].
     #[arg(long, env = "STRATA_GROUP_INITIAL_REBALANCE_DELAY_MS")]
@@ -221,6 +228,28 @@ pub struct SettingsLayer {
     /// How often expired offsets are looked for, in ms [default: 600000].
     #[arg(long, env = "STRATA_OFFSETS_RETENTION_CHECK_INTERVAL_MS")]
     pub offsets_retention_check_interval_ms: Option<u64>,
+    /// Whether this broker compacts `cleanup.policy=compact` topics [default: true].
+    #[arg(long, env = "STRATA_LOG_CLEANER_ENABLE")]
+    pub log_cleaner_enable: Option<bool>,
+    /// How often compaction looks for work, in ms [default: 15000].
+    #[arg(long, env = "STRATA_LOG_CLEANER_BACKOFF_MS")]
+    pub log_cleaner_backoff_ms: Option<u64>,
+    /// Memory for the key map of one compaction pass, in bytes [default: 134217728].
+    #[arg(long, env = "STRATA_LOG_CLEANER_DEDUPE_BUFFER_SIZE")]
+    pub log_cleaner_dedupe_buffer_size: Option<u64>,
+    /// Bytes per second compaction may read and write, 0 for no limit [default: 0].
+    #[arg(long, env = "STRATA_LOG_CLEANER_IO_MAX_BYTES_PER_SECOND")]
+    pub log_cleaner_io_max_bytes_per_second: Option<u64>,
+    /// Object-store requests per second compaction may make, 0 for no limit [default: 0].
+    #[arg(long, env = "STRATA_LOG_CLEANER_OBJECT_STORE_REQUESTS_PER_SECOND")]
+    pub log_cleaner_object_store_requests_per_second: Option<u64>,
+    /// How often the bucket is swept for objects no manifest lists, in ms [default: 3600000].
+    #[arg(long, env = "STRATA_REMOTE_SWEEP_INTERVAL_MS")]
+    pub remote_sweep_interval_ms: Option<u64>,
+    /// How old an unlisted object must be before the sweep deletes it, in ms; longer than any
+    /// upload takes [default: 3600000].
+    #[arg(long, env = "STRATA_REMOTE_SWEEP_GRACE_MS")]
+    pub remote_sweep_grace_ms: Option<u64>,
 }
 
 impl SettingsLayer {
@@ -292,6 +321,9 @@ impl SettingsLayer {
             offsets_topic_num_partitions: self
                 .offsets_topic_num_partitions
                 .or(lower.offsets_topic_num_partitions),
+            offsets_topic_segment_bytes: self
+                .offsets_topic_segment_bytes
+                .or(lower.offsets_topic_segment_bytes),
             group_initial_rebalance_delay_ms: self
                 .group_initial_rebalance_delay_ms
                 .or(lower.group_initial_rebalance_delay_ms),
@@ -307,6 +339,21 @@ impl SettingsLayer {
             offsets_retention_check_interval_ms: self
                 .offsets_retention_check_interval_ms
                 .or(lower.offsets_retention_check_interval_ms),
+            log_cleaner_enable: self.log_cleaner_enable.or(lower.log_cleaner_enable),
+            log_cleaner_backoff_ms: self.log_cleaner_backoff_ms.or(lower.log_cleaner_backoff_ms),
+            log_cleaner_dedupe_buffer_size: self
+                .log_cleaner_dedupe_buffer_size
+                .or(lower.log_cleaner_dedupe_buffer_size),
+            log_cleaner_io_max_bytes_per_second: self
+                .log_cleaner_io_max_bytes_per_second
+                .or(lower.log_cleaner_io_max_bytes_per_second),
+            log_cleaner_object_store_requests_per_second: self
+                .log_cleaner_object_store_requests_per_second
+                .or(lower.log_cleaner_object_store_requests_per_second),
+            remote_sweep_interval_ms: self
+                .remote_sweep_interval_ms
+                .or(lower.remote_sweep_interval_ms),
+            remote_sweep_grace_ms: self.remote_sweep_grace_ms.or(lower.remote_sweep_grace_ms),
         }
     }
 
@@ -370,12 +417,16 @@ pub struct Settings {
     pub offsets_topic_replication_factor: i16,
     /// Partitions of `__consumer_offsets`.
     pub offsets_topic_num_partitions: i32,
+    /// `segment.bytes` of `__consumer_offsets`.
+    pub offsets_topic_segment_bytes: u64,
     /// Timeouts and limits of consumer groups.
     pub groups: crate::group::state::GroupLimits,
     /// How long committed offsets of empty groups are kept.
     pub offsets_retention_ms: i64,
     /// How often expired offsets are looked for.
     pub offsets_retention_check_interval_ms: u64,
+    /// Compaction and the bucket sweep.
+    pub compaction: CompactionSettings,
 }
 
 /// Settings of the remote tier.
@@ -436,6 +487,7 @@ impl Settings {
             .clone()
             .unwrap_or_else(|| PathBuf::from("data"));
         let tiering = tiering_settings(&layer, &data_dir)?;
+        let compaction = compaction_settings(&layer)?;
         let metrics_text = layer
             .metrics_listen
             .clone()
@@ -623,6 +675,7 @@ impl Settings {
             )
         })?;
         Ok(Settings {
+            compaction,
             replication_listen,
             replica_lag_time_max_ms: positive(
                 "replica-lag-time-max-ms",
@@ -643,6 +696,10 @@ impl Settings {
             offsets_retention_ms,
             offsets_retention_check_interval_ms,
             offsets_topic_num_partitions,
+            offsets_topic_segment_bytes: positive(
+                "offsets-topic-segment-bytes",
+                layer.offsets_topic_segment_bytes.unwrap_or(100 << 20),
+            )?,
             groups,
             tiering,
             metrics_listen,
@@ -742,81 +799,4 @@ fn tiering_settings(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_match_the_embedded_default() {
-        let s = Settings::resolve(SettingsLayer::default()).expect("defaults");
-        assert_eq!(s.listen.to_string(), "127.0.0.1:9092");
-        assert_eq!(
-            (s.advertised_host.as_str(), s.advertised_port),
-            ("127.0.0.1", 9092)
-        );
-        assert_eq!(s.data_dir, PathBuf::from("data"));
-        assert!(s.auto_create_topics);
-    }
-
-    #[test]
-    fn flags_override_the_file() {
-        let file: SettingsLayer =
-            toml::from_str("num-partitions = 3\nbroker-id = 7\n").expect("toml");
-        let flags = SettingsLayer {
-            num_partitions: Some(5),
-            ..SettingsLayer::default()
-        };
-        let s = Settings::resolve(flags.or(file)).expect("valid");
-        assert_eq!((s.num_partitions, s.broker_id), (5, 7));
-    }
-
-    #[test]
-    fn errors_name_the_key() {
-        let unknown =
-            toml::from_str::<SettingsLayer>("no-such-setting = 1\n").expect_err("unknown key");
-        assert!(unknown.to_string().contains("no-such-setting"), "{unknown}");
-        let cases = [
-            (
-                SettingsLayer {
-                    listen: Some("nowhere".into()),
-                    ..Default::default()
-                },
-                "listen",
-            ),
-            (
-                SettingsLayer {
-                    num_partitions: Some(0),
-                    ..Default::default()
-                },
-                "num-partitions",
-            ),
-            (
-                SettingsLayer {
-                    log_retention_ms: Some(-5),
-                    ..Default::default()
-                },
-                "log-retention-ms",
-            ),
-            (
-                SettingsLayer {
-                    compression_type: Some("brotli".into()),
-                    ..Default::default()
-                },
-                "compression-type",
-            ),
-            (
-                SettingsLayer {
-                    listen: Some("0.0.0.0:9092".into()),
-                    ..Default::default()
-                },
-                "advertised-listener",
-            ),
-        ];
-        for (layer, key) in cases {
-            let err = Settings::resolve(layer).expect_err("invalid");
-            assert!(
-                err.to_string().contains(&format!("`{key}`")),
-                "{err} should name {key}"
-            );
-        }
-    }
-}
+mod tests;

@@ -5,8 +5,9 @@
 //! today: `segment.bytes`, `segment.ms`, `retention.ms`, `retention.bytes`, `flush.messages`,
 //! `flush.ms`, `index.interval.bytes`, `max.message.bytes`, `message.timestamp.type`,
 //! `compression.type`, `min.insync.replicas`, `remote.storage.enable`, `local.retention.ms`,
-//! `local.retention.bytes`. The rest (compaction and replication knobs) are stored and validated
-//! now and take effect as those features land.
+//! `local.retention.bytes`, `unclean.leader.election.enable`; compaction acts on `cleanup.policy`,
+//! `delete.retention.ms`, `min.cleanable.dirty.ratio`, `min.compaction.lag.ms` and
+//! `max.compaction.lag.ms`. The rest are stored, validated and described.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -433,6 +434,25 @@ impl TopicConfig {
             local_retention_ms: self.number("local.retention.ms"),
             local_retention_bytes: self.number("local.retention.bytes"),
         }
+    }
+
+    /// How the topic is compacted, or `None` when `cleanup.policy` does not include `compact`.
+    pub fn compaction_config(&self) -> Option<strata_compaction::CompactionConfig> {
+        let compacts = self
+            .value("cleanup.policy")
+            .split(',')
+            .any(|p| p.trim() == "compact");
+        compacts.then(|| strata_compaction::CompactionConfig {
+            delete_retention_ms: self.number("delete.retention.ms"),
+            min_cleanable_dirty_ratio: self
+                .value("min.cleanable.dirty.ratio")
+                .parse()
+                .unwrap_or(0.5),
+            min_compaction_lag_ms: self.number("min.compaction.lag.ms"),
+            max_compaction_lag_ms: self.number("max.compaction.lag.ms"),
+            segment_bytes: self.number("segment.bytes").max(14) as u64,
+            index_interval_bytes: self.number("index.interval.bytes").max(0) as u64,
+        })
     }
 
     /// The codec batches must be stored with, or `None` to keep the producer's.

@@ -17,6 +17,9 @@ pub enum CompactionError {
         /// What the codec said.
         reason: String,
     },
+    /// The pass was stopped (shutdown) before it swapped anything in.
+    #[error("compaction was stopped")]
+    Stopped,
     /// A background task running the pass panicked or was cancelled.
     #[error("the compaction task stopped: {0}")]
     Task(String),
@@ -30,7 +33,9 @@ impl CompactionError {
                 e.is_retriable()
                     || matches!(e, LogError::SwapConflict { .. } | LogError::Fenced { .. })
             }
-            CompactionError::Records { .. } | CompactionError::Task(_) => false,
+            CompactionError::Records { .. }
+            | CompactionError::Task(_)
+            | CompactionError::Stopped => false,
         }
     }
 }

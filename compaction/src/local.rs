@@ -1,11 +1,11 @@
 //! Compacting the local log of one replica. Every replica compacts its own copy, as in Kafka; the
 //! pass runs on a blocking thread and swaps its result in with `PartitionLog::swap_cleaned`.
 
-use strata_tiering::PartitionLog;
 use strata_tiering::log::{CleanCheckpoint, CleanedSegment, Replacement};
+use strata_tiering::{LogError, PartitionLog};
 
 use crate::config::CompactionConfig;
-use crate::error::Result;
+use crate::error::{CompactionError, Result};
 use crate::keymap::KeyMap;
 use crate::pass::{MapBuilder, PassReport, Rewriter};
 use crate::plan::{RecordRules, SegmentInfo, group_segments, plan_pass};
@@ -14,25 +14,59 @@ use crate::throttle::Throttle;
 /// Bytes of log per distinct key assumed when sizing the key map below its budget.
 const BYTES_PER_KEY_ESTIMATE: u64 = 8;
 
-/// Runs one pass over `log` if its plan says so; `committed_end` is the high watermark (nothing
-/// above it is compacted). For a tiered log only segments already in the bucket are compacted
-/// (the uploader never reads a file compaction replaces) and tombstones are kept: older records of
-/// their keys may live in the bucket, which the remote pass cleans. Returns what the pass did, or
-/// `None` when no pass was due or it lost a race with retention or truncation.
+/// Where a local pass must stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalBounds {
+    /// The high watermark: nothing above it is compacted.
+    pub committed_end: i64,
+    /// For a tiered log, how far its remote tier is clean (the manifest's checkpoint).
+    pub remote_cleaned_offset: Option<i64>,
+}
+
+/// Runs one pass over `log` if its plan says so. For a tiered log only segments already in the
+/// bucket are compacted (the uploader never reads a file compaction replaces), and tombstones
+/// stay until the remote tier is clean past them: older records of their keys may live in the
+/// bucket. Returns what the pass did, or `None` when no pass was due or it lost a race with
+/// retention or truncation.
 pub fn compact_local(
     log: &PartitionLog,
     config: &CompactionConfig,
-    committed_end: i64,
+    bounds: LocalBounds,
+    map_budget_bytes: usize,
+    throttle: &Throttle,
+    now_ms: i64,
+) -> Result<Option<PassReport>> {
+    match pass(log, config, bounds, map_budget_bytes, throttle, now_ms) {
+        // Retention or truncation removed a segment the pass was reading.
+        Err(CompactionError::Log(LogError::Io { source, .. }))
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            tracing::debug!(log = %log.dir().display(), "a segment went away during compaction; the pass is dropped");
+            Ok(None)
+        }
+        other => other,
+    }
+}
+
+fn pass(
+    log: &PartitionLog,
+    config: &CompactionConfig,
+    bounds: LocalBounds,
     map_budget_bytes: usize,
     throttle: &Throttle,
     now_ms: i64,
 ) -> Result<Option<PassReport>> {
     let view = log.compaction_view()?;
     let tiered = view.config.remote_storage;
-    let mut first_uncleanable = view.active_base_offset.min(committed_end);
+    let mut first_uncleanable = view.active_base_offset.min(bounds.committed_end);
     if tiered {
         first_uncleanable = first_uncleanable.min(view.remote_end_offset.unwrap_or(i64::MIN));
     }
+    let remote_cleaned = if tiered {
+        bounds.remote_cleaned_offset.unwrap_or(i64::MIN)
+    } else {
+        i64::MAX
+    };
     let infos: Vec<SegmentInfo> = view
         .sealed
         .iter()
@@ -44,7 +78,14 @@ pub fn compact_local(
             max_timestamp: s.max_timestamp,
         })
         .collect();
-    let Some(plan) = plan_pass(&infos, &view.checkpoint, first_uncleanable, config, now_ms) else {
+    let Some(plan) = plan_pass(
+        &infos,
+        &view.checkpoint,
+        first_uncleanable,
+        if tiered { remote_cleaned } else { i64::MIN },
+        config,
+        now_ms,
+    ) else {
         return Ok(None);
     };
     let cleanable = &view.sealed[..plan.segments];
@@ -71,7 +112,7 @@ pub fn compact_local(
         dirty_start: plan.dirty_start,
         pass_end,
         tombstone_horizon_ms: now_ms.saturating_sub(config.delete_retention_ms),
-        remove_tombstones: !tiered,
+        tombstone_limit: remote_cleaned,
         protected_offset: view.sealed.last().map_or(-1, |s| s.next_offset - 1),
     };
     let mut report = PassReport {
@@ -111,6 +152,7 @@ pub fn compact_local(
     let checkpoint = CleanCheckpoint {
         cleaned_offset: pass_end,
         tombstone_deadline_ms: report.tombstone_deadline_ms,
+        tombstone_waits_for_remote: report.tombstone_waits_for_remote,
     };
     if !log.swap_cleaned(&replacements, checkpoint, now_ms)? {
         tracing::debug!(log = %log.dir().display(), "a replaced segment changed during compaction; the pass is dropped");

@@ -47,7 +47,7 @@ pub fn for_each_batch(
             .read_exact(&mut batch[LOG_OVERHEAD..])
             .map_err(|e| LogError::io(path, e))?;
         read += batch.len() as u64;
-        throttle.acquire_blocking(batch.len() as u64);
+        throttle.acquire_blocking(batch.len() as u64)?;
         let header = BatchHeader::parse(&batch)?;
         if !f(Bytes::from(batch), &header)? {
             break;
@@ -153,6 +153,8 @@ pub struct PassReport {
     pub segments_written: u64,
     /// When the oldest tombstone kept may go.
     pub tombstone_deadline_ms: Option<i64>,
+    /// The lowest tombstone kept because the remote tier is not clean past it.
+    pub tombstone_waits_for_remote: Option<i64>,
 }
 
 /// Rewrites segments by a pass's key map and rules.
@@ -183,7 +185,7 @@ impl Rewriter<'_> {
         let mut changed = false;
         for_each_batch(path, size, throttle, |batch, header| {
             report.bytes_read += batch.len() as u64;
-            let mut deadline: Option<i64> = None;
+            let (mut deadline, mut waits): (Option<i64>, Option<i64>) = (None, None);
             let (mut seen, mut tombstones_removed) = (0u64, 0u64);
             let filtered = filter_batch(&batch, header, |r| {
                 seen += 1;
@@ -200,10 +202,13 @@ impl Rewriter<'_> {
                     let superseded = latest.is_some_and(|l| l > r.offset);
                     if !keep && !superseded {
                         tombstones_removed += 1;
-                    } else if keep && rules.remove_tombstones && r.offset != rules.protected_offset
-                    {
-                        let due = header.max_timestamp.saturating_add(delete_retention_ms);
-                        deadline = Some(deadline.map_or(due, |d| d.min(due)));
+                    } else if keep && r.offset != rules.protected_offset {
+                        if r.offset >= rules.tombstone_limit {
+                            waits = Some(waits.map_or(r.offset, |w| w.min(r.offset)));
+                        } else {
+                            let due = header.max_timestamp.saturating_add(delete_retention_ms);
+                            deadline = Some(deadline.map_or(due, |d| d.min(due)));
+                        }
                     }
                 }
                 keep
@@ -213,6 +218,13 @@ impl Rewriter<'_> {
             if let Some(due) = deadline {
                 report.tombstone_deadline_ms =
                     Some(report.tombstone_deadline_ms.map_or(due, |d| d.min(due)));
+            }
+            if let Some(offset) = waits {
+                report.tombstone_waits_for_remote = Some(
+                    report
+                        .tombstone_waits_for_remote
+                        .map_or(offset, |w| w.min(offset)),
+                );
             }
             let written = match filtered {
                 Filtered::Unchanged => Some(batch),
@@ -228,7 +240,7 @@ impl Rewriter<'_> {
                 }
             };
             if let Some(bytes) = written {
-                throttle.acquire_blocking(bytes.len() as u64);
+                throttle.acquire_blocking(bytes.len() as u64)?;
                 report.bytes_written += bytes.len() as u64;
                 out.append(&bytes)?;
             }

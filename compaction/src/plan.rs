@@ -50,11 +50,13 @@ pub struct PassPlan {
 /// Decides whether a pass runs. `segments` are sealed, oldest first; `first_uncleanable` bounds
 /// what may be cleaned (the active segment, the high watermark, and for the local copy of a
 /// tiered log, the remote end). Segments younger than `min.compaction.lag.ms` end the cleanable
-/// log.
+/// log. `remote_cleaned_offset` is how far the remote tier is clean, for the local copy of a
+/// tiered log (`i64::MIN` otherwise): a tombstone that waited for it may now go.
 pub fn plan_pass(
     segments: &[SegmentInfo],
     checkpoint: &CleanCheckpoint,
     first_uncleanable: i64,
+    remote_cleaned_offset: i64,
     config: &CompactionConfig,
     now_ms: i64,
 ) -> Option<PassPlan> {
@@ -87,6 +89,9 @@ pub fn plan_pass(
     } else if checkpoint
         .tombstone_deadline_ms
         .is_some_and(|deadline| now_ms >= deadline)
+        || checkpoint
+            .tombstone_waits_for_remote
+            .is_some_and(|offset| remote_cleaned_offset > offset)
     {
         Trigger::Tombstones
     } else {
@@ -139,9 +144,10 @@ pub struct RecordRules {
     pub pass_end: i64,
     /// Tombstones in batches whose newest timestamp is at or before this may go.
     pub tombstone_horizon_ms: i64,
-    /// Whether tombstones may go at all (never in the local copy of a tiered log, whose older
-    /// records may live in the bucket).
-    pub remove_tombstones: bool,
+    /// Tombstones at or after this stay. In the local copy of a tiered log it is how far the
+    /// remote tier is clean: older records of a key may live in the bucket until the remote pass
+    /// removed them. `i64::MAX` elsewhere.
+    pub tombstone_limit: i64,
     /// The last offset of the sealed log, whose record always stays: without it a consumer at an
     /// offset past every remaining record but below the log end would wait for data forever.
     pub protected_offset: i64,
@@ -166,7 +172,7 @@ pub fn keep_record(
         return false;
     }
     !(is_tombstone
-        && rules.remove_tombstones
+        && offset < rules.tombstone_limit
         && offset < rules.dirty_start
         && batch_max_timestamp <= rules.tombstone_horizon_ms)
 }

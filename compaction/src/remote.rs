@@ -64,7 +64,14 @@ pub async fn compact_remote(
             max_timestamp: s.max_timestamp,
         })
         .collect();
-    let Some(plan) = plan_pass(&infos, &manifest.cleaner, i64::MAX, config, now_ms) else {
+    let Some(plan) = plan_pass(
+        &infos,
+        &manifest.cleaner,
+        i64::MAX,
+        i64::MIN,
+        config,
+        now_ms,
+    ) else {
         return Ok(None);
     };
     reset_dir(scratch).await?;
@@ -98,7 +105,7 @@ pub async fn compact_remote(
         dirty_start: plan.dirty_start,
         pass_end,
         tombstone_horizon_ms: now_ms.saturating_sub(config.delete_retention_ms),
-        remove_tombstones: true,
+        tombstone_limit: i64::MAX,
         protected_offset: manifest.end_offset().map_or(-1, |end| end - 1),
     };
     let mut report = PassReport {
@@ -157,6 +164,7 @@ pub async fn compact_remote(
     let checkpoint = CleanCheckpoint {
         cleaned_offset: pass_end,
         tombstone_deadline_ms: report.tombstone_deadline_ms,
+        tombstone_waits_for_remote: None,
     };
     limits.requests.acquire(2).await;
     remote.swap_compacted(&swaps, checkpoint).await?;

@@ -1,14 +1,19 @@
 //! A rate limit shared by every compaction pass of a process, so compaction never starves
-//! produce or replay of disk bandwidth or object-store requests.
+//! produce or replay of disk bandwidth or object-store requests. Passes check it before every
+//! batch, which makes it also the place a shutdown stops them.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+use crate::error::{CompactionError, Result};
 
 /// Spreads work so it stays under a rate (units per second); unlimited when the rate is 0.
 #[derive(Debug)]
 pub struct Throttle {
     per_second: f64,
     next_free: Mutex<Instant>,
+    stopped: AtomicBool,
 }
 
 impl Throttle {
@@ -17,6 +22,7 @@ impl Throttle {
         Throttle {
             per_second: per_second as f64,
             next_free: Mutex::new(Instant::now()),
+            stopped: AtomicBool::new(false),
         }
     }
 
@@ -36,12 +42,23 @@ impl Throttle {
         start - now
     }
 
-    /// Blocks the thread until `units` may be used (for passes running on blocking threads).
-    pub fn acquire_blocking(&self, units: u64) {
+    /// Blocks the thread until `units` may be used (for passes running on blocking threads), or
+    /// fails with [`CompactionError::Stopped`] once [`Throttle::stop`] was called.
+    pub fn acquire_blocking(&self, units: u64) -> Result<()> {
+        if self.stopped.load(Ordering::Relaxed) {
+            return Err(CompactionError::Stopped);
+        }
         let wait = self.reserve(units);
         if !wait.is_zero() {
             std::thread::sleep(wait);
         }
+        Ok(())
+    }
+
+    /// Makes every later [`Throttle::acquire_blocking`] fail: running passes stop at their next
+    /// batch, leaving nothing swapped in.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
     }
 
     /// Waits until `units` may be used.
@@ -67,5 +84,10 @@ mod tests {
             "{second:?}"
         );
         assert_eq!(Throttle::new(0).reserve(u64::MAX), Duration::ZERO);
+        t.stop();
+        assert!(matches!(
+            t.acquire_blocking(1),
+            Err(CompactionError::Stopped)
+        ));
     }
 }

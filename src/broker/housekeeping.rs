@@ -1,5 +1,7 @@
 //! Background work on every partition: offload to the remote tier, retention in both tiers, and
-//! time-based flushing. One loop, driven by tickers, stopped by a cancellation token.
+//! time-based flushing. One loop, driven by tickers, stopped by a cancellation token. Compaction
+//! and the bucket sweep have a loop of their own (`compaction.rs`): a long pass must not hold up
+//! offload.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,7 +9,7 @@ use std::time::Duration;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use super::{Broker, now_ms};
+use super::{Broker, compaction, now_ms};
 
 /// Runs offload every `tiering-interval-ms`, retention every `log-retention-check-interval-ms`
 /// and `flush.ms` checks every `log-flush-scheduler-interval-ms`, until `cancel` fires.
@@ -104,6 +106,7 @@ async fn retain_all(broker: &Broker) {
             if let Err(e) = p.apply_retention(&config, now_ms()).await {
                 tracing::error!(topic = topic.name(), partition = p.index(), error = %e, "retention failed");
             }
+            compaction::record_retention_health(broker, &topic, &p, &config).await;
         }
     }
 }

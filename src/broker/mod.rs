@@ -1,6 +1,7 @@
 //! The broker's domain: topics and partitions, their lifecycle through the metadata store, and
 //! producer ids. Protocol handlers call into this module; it never sees Kafka wire types.
 
+mod compaction;
 mod housekeeping;
 mod partition;
 mod reassign;
@@ -18,6 +19,7 @@ use strata_tiering::remote::RemotePartition;
 use tokio::sync::{Mutex, watch};
 use uuid::Uuid;
 
+pub use compaction::run_compaction;
 pub use housekeeping::run_housekeeping;
 pub use partition::Partition;
 pub use reassign::Reassignment;
@@ -117,6 +119,7 @@ pub struct Broker {
     /// One cluster sync at a time.
     sync: Mutex<()>,
     peers: Peers,
+    compaction: compaction::Compaction,
 }
 
 /// How long topic creation waits for the controller to assign the new partitions.
@@ -134,6 +137,7 @@ impl Broker {
         let pointers = StorePointers::new(Arc::clone(&store));
         let tier = open_tier(&settings, &metrics, &pointers).await?;
         let groups = settings.groups;
+        let compaction = compaction::Compaction::new(&settings.compaction);
         let broker = Arc::new(Broker {
             settings,
             cluster_id,
@@ -150,6 +154,7 @@ impl Broker {
             cluster: watch::channel(Arc::new(ClusterView::default())).0,
             sync: Mutex::new(()),
             peers: Peers::default(),
+            compaction,
         });
         let records = broker.catalog.topics().await?;
         broker.remove_orphan_logs(&records).await?;
@@ -538,6 +543,16 @@ impl Broker {
     /// Counters of the remote tier.
     pub fn tiering_metrics(&self) -> &TieringMetrics {
         &self.metrics
+    }
+
+    /// Compaction's rate limits and metrics.
+    pub fn compaction(&self) -> &compaction::Compaction {
+        &self.compaction
+    }
+
+    /// The remote tier every partition shares.
+    pub fn remote_tier(&self) -> &Arc<RemoteTier> {
+        &self.tier
     }
 
     /// Hands out a new producer id,taking a new block from the metadata store when needed.

@@ -45,7 +45,10 @@ impl OffsetsLog for BrokerOffsetsLog<'_> {
         }
         let configs = BTreeMap::from([
             ("cleanup.policy".to_string(), "compact".to_string()),
-            ("segment.bytes".to_string(), (100 << 20).to_string()),
+            (
+                "segment.bytes".to_string(),
+                self.0.settings().offsets_topic_segment_bytes.to_string(),
+            ),
         ]);
         let live = self.0.cluster().brokers.len().max(1);
         let replication = self

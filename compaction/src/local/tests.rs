@@ -5,6 +5,11 @@ use proptest::prelude::*;
 use strata_tiering::{AppendOptions, LogConfig, PartitionLog};
 
 use super::*;
+
+const UNBOUNDED: LocalBounds = LocalBounds {
+    committed_end: i64::MAX,
+    remote_cleaned_offset: None,
+};
 use crate::test_support::{decode, keyed_batch};
 
 fn log_config() -> LogConfig {
@@ -65,7 +70,7 @@ fn seal(log: &PartitionLog) {
 fn compact_fully(log: &PartitionLog, config: &CompactionConfig, budget: usize, now: i64) -> u32 {
     let throttle = Throttle::new(0);
     let mut passes = 0;
-    while compact_local(log, config, i64::MAX, budget, &throttle, now)
+    while compact_local(log, config, UNBOUNDED, budget, &throttle, now)
         .expect("pass")
         .is_some()
     {
@@ -96,7 +101,7 @@ fn keeps_the_latest_record_per_key_at_its_offset() {
     let report = compact_local(
         &log,
         &config(0),
-        i64::MAX,
+        UNBOUNDED,
         1 << 20,
         &Throttle::new(0),
         2_000,
@@ -123,7 +128,7 @@ fn keeps_the_latest_record_per_key_at_its_offset() {
         compact_local(
             &log,
             &config(0),
-            i64::MAX,
+            UNBOUNDED,
             1 << 20,
             &Throttle::new(0),
             2_000
@@ -200,42 +205,68 @@ fn a_small_key_map_takes_several_passes_to_the_same_result() {
 }
 
 #[test]
-fn the_tiered_local_copy_compacts_only_offloaded_segments_and_keeps_tombstones() {
+fn the_tiered_local_copy_compacts_offloaded_segments_and_waits_for_the_bucket() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = log_config();
     cfg.remote_storage = true;
     cfg.local_retention_ms = -1;
     let log = PartitionLog::open(dir.path(), cfg, 0).expect("open");
-    let mut updates: Vec<_> = (0..300)
+    let mut updates: Vec<_> = (0..100)
         .map(|i| (format!("key-{}", i % 5), Some(format!("v{i}"))))
         .collect();
     updates.push(("key-1".into(), None));
+    updates.extend((0..300).map(|i| (format!("key-{}", i % 4 * 2), Some(format!("w{i}")))));
+    let tombstone = 100;
     write(&log, &updates, 10, 1_000);
     let throttle = Throttle::new(0);
+    let bounds = |remote| LocalBounds {
+        committed_end: i64::MAX,
+        remote_cleaned_offset: remote,
+    };
+    let pass = |remote| compact_local(&log, &config(0), bounds(remote), 1 << 20, &throttle, 99_000);
     assert!(
-        compact_local(&log, &config(0), i64::MAX, 1 << 20, &throttle, 99_000)
-            .expect("pass")
-            .is_none(),
+        pass(None).expect("pass").is_none(),
         "nothing is in the bucket yet"
     );
     let sealed = log.sealed_segments().expect("sealed");
-    let offloaded_end = sealed[sealed.len() / 2].next_offset;
+    let offloaded_end = sealed[sealed.len() * 2 / 3].next_offset;
+    assert!(offloaded_end > tombstone + 1);
     log.set_remote_end_offset(offloaded_end);
-    compact_fully(&log, &config(0), 1 << 20, 99_000);
+    while pass(None).expect("pass").is_some() {}
     let records = read_all(&log);
-    assert!(records.iter().all(|(o, _, _)| {
-        *o >= offloaded_end
-            || records
-                .iter()
-                .filter(|(o2, _, _)| *o2 < offloaded_end)
-                .count()
-                <= 5
-    }));
-    assert!(records.iter().any(|(o, _, _)| *o >= offloaded_end));
+    let below: Vec<_> = records
+        .iter()
+        .filter(|(o, _, _)| *o < offloaded_end)
+        .collect();
     assert!(
-        records.iter().any(|(_, k, v)| k == "key-1" && v.is_none()),
-        "the tombstone stays"
+        below.len() <= 6,
+        "one record per key below the remote end: {below:?}"
     );
+    assert_eq!(
+        records
+            .iter()
+            .filter(|(o, _, _)| *o >= offloaded_end)
+            .count(),
+        updates.len() - offloaded_end as usize,
+        "nothing above the remote end is touched"
+    );
+    assert!(
+        records
+            .iter()
+            .any(|(o, _, v)| *o == tombstone && v.is_none()),
+        "the tombstone waits for the bucket to be clean past it"
+    );
+    let checkpoint = log.compaction_view().expect("view").checkpoint;
+    assert_eq!(checkpoint.tombstone_waits_for_remote, Some(tombstone));
+    assert!(
+        pass(Some(tombstone)).expect("pass").is_none(),
+        "not past it yet"
+    );
+    assert!(
+        pass(Some(tombstone + 1)).expect("pass").is_some(),
+        "now it may go"
+    );
+    assert!(!read_all(&log).iter().any(|(o, _, _)| *o == tombstone));
 }
 
 proptest! {

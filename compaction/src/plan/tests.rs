@@ -23,6 +23,7 @@ fn checkpoint(cleaned: i64, deadline: Option<i64>) -> CleanCheckpoint {
     CleanCheckpoint {
         cleaned_offset: cleaned,
         tombstone_deadline_ms: deadline,
+        tombstone_waits_for_remote: None,
     }
 }
 
@@ -131,10 +132,26 @@ fn when_a_pass_runs() {
         ),
     ];
     for (case, cp, bound, cfg, expected) in cases {
-        let plan = plan_pass(&segments, &cp, bound, &cfg, now)
+        let plan = plan_pass(&segments, &cp, bound, i64::MIN, &cfg, now)
             .map(|p| (p.dirty_start, p.cleanable_end, p.segments, p.trigger));
         assert_eq!(plan, expected, "{case}");
     }
+}
+
+#[test]
+fn a_tombstone_waiting_for_the_bucket_triggers_once_the_bucket_is_clean_past_it() {
+    let segments = [seg(0, 10, 100, 1_000)];
+    let waiting = CleanCheckpoint {
+        cleaned_offset: 10,
+        tombstone_deadline_ms: None,
+        tombstone_waits_for_remote: Some(4),
+    };
+    let cfg = config(0.5, 0, i64::MAX);
+    assert_eq!(plan_pass(&segments, &waiting, 10, 4, &cfg, 5_000), None);
+    assert_eq!(
+        plan_pass(&segments, &waiting, 10, 5, &cfg, 5_000).map(|p| p.trigger),
+        Some(Trigger::Tombstones)
+    );
 }
 
 #[test]
@@ -177,7 +194,7 @@ fn which_records_survive() {
         dirty_start: 100,
         pass_end: 200,
         tombstone_horizon_ms: 5_000,
-        remove_tombstones: true,
+        tombstone_limit: i64::MAX,
         protected_offset: 60,
     };
     // (case, offset, has key, tombstone, latest for key, batch max timestamp, kept)
@@ -241,11 +258,12 @@ fn which_records_survive() {
         );
     }
     let local = RecordRules {
-        remove_tombstones: false,
+        tombstone_limit: 50,
         ..rules
     };
     assert!(
         keep_record(50, true, true, None, 1_000, &local),
-        "tiered local copies keep tombstones"
+        "a tiered local copy keeps tombstones the bucket is not clean past"
     );
+    assert!(!keep_record(49, true, true, None, 1_000, &local));
 }

@@ -106,6 +106,10 @@ pub struct CleanCheckpoint {
     pub cleaned_offset: i64,
     /// When the oldest tombstone a pass kept may be removed, if any was kept.
     pub tombstone_deadline_ms: Option<i64>,
+    /// The lowest tombstone the local copy of a tiered log kept only because the remote tier was
+    /// not yet cleaned past it.
+    #[serde(default)]
+    pub tombstone_waits_for_remote: Option<i64>,
 }
 
 /// What compaction sees of a local log.

@@ -297,6 +297,7 @@ mod tests {
                 CleanCheckpoint {
                     cleaned_offset: 30,
                     tombstone_deadline_ms: None,
+                    tombstone_waits_for_remote: None,
                 },
             )
             .expect("swap");

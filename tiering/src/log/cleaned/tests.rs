@@ -33,6 +33,7 @@ fn checkpoint(cleaned_offset: i64) -> CleanCheckpoint {
     CleanCheckpoint {
         cleaned_offset,
         tombstone_deadline_ms: Some(7),
+        tombstone_waits_for_remote: None,
     }
 }
 
