@@ -8,6 +8,7 @@
 pub mod app;
 pub mod broker;
 pub mod cluster;
+pub mod compactor;
 pub mod error;
 pub mod group;
 pub mod metadata;

@@ -22,6 +22,9 @@ struct Cli {
 enum Command {
     /// Run a broker (the default when no subcommand is given).
     Serve(ServeArgs),
+    /// Compact the remote tier and sweep the bucket of a cluster (`--etcd`), next to brokers
+    /// started with `--remote-compaction service`; several may run.
+    Compactor(ServeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -42,9 +45,10 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let args = match cli.command {
-        Some(Command::Serve(args)) => args,
-        None => cli.serve,
+    let (args, compactor) = match cli.command {
+        Some(Command::Serve(args)) => (args, false),
+        Some(Command::Compactor(args)) => (args, true),
+        None => (cli.serve, false),
     };
     let file = match &args.config {
         Some(path) => SettingsLayer::from_file(path)?,
@@ -55,7 +59,26 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(serve(settings))
+        .block_on(async move {
+            if compactor {
+                compact(settings).await
+            } else {
+                serve(settings).await
+            }
+        })
+}
+
+async fn compact(settings: Settings) -> anyhow::Result<()> {
+    let compactor = strata::compactor::Compactor::start(settings).await?;
+    let metrics = compactor.metrics_addr()?;
+    println!(
+        "strata compactor {} listening on {metrics} (metrics on http://{metrics}/metrics)",
+        compactor.id()
+    );
+    let cancel = CancellationToken::new();
+    tokio::spawn(shutdown_on_signal(cancel.clone()));
+    compactor.run(cancel).await;
+    Ok(())
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {

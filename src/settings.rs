@@ -243,6 +243,10 @@ pub struct SettingsLayer {
     /// Object-store requests per second compaction may make, 0 for no limit [default: 0].
     #[arg(long, env = "STRATA_LOG_CLEANER_OBJECT_STORE_REQUESTS_PER_SECOND")]
     pub log_cleaner_object_store_requests_per_second: Option<u64>,
+    /// Who compacts the remote tier and sweeps the bucket: `broker` (each partition's leader) or
+    /// `service` (`strata compactor` processes) [default: broker].
+    #[arg(long, env = "STRATA_REMOTE_COMPACTION")]
+    pub remote_compaction: Option<String>,
     /// How often the bucket is swept for objects no manifest lists, in ms [default: 3600000].
     #[arg(long, env = "STRATA_REMOTE_SWEEP_INTERVAL_MS")]
     pub remote_sweep_interval_ms: Option<u64>,
@@ -350,6 +354,7 @@ impl SettingsLayer {
             log_cleaner_object_store_requests_per_second: self
                 .log_cleaner_object_store_requests_per_second
                 .or(lower.log_cleaner_object_store_requests_per_second),
+            remote_compaction: self.remote_compaction.or(lower.remote_compaction),
             remote_sweep_interval_ms: self
                 .remote_sweep_interval_ms
                 .or(lower.remote_sweep_interval_ms),

@@ -41,5 +41,5 @@ pub use keymap::KeyMap;
 pub use local::{LocalBounds, compact_local};
 pub use metrics::CompactionMetrics;
 pub use pass::PassReport;
-pub use remote::{RemoteLimits, compact_remote};
+pub use remote::{RemoteLimits, compact_remote, plan_remote};
 pub use throttle::Throttle;

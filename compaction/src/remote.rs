@@ -19,14 +19,14 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
 use strata_tiering::LogError;
 use strata_tiering::log::{CleanCheckpoint, CleanedSegment};
-use strata_tiering::remote::{RemotePartition, RemoteSegment};
+use strata_tiering::remote::{Manifest, RemotePartition, RemoteSegment, SwapGuard};
 use tokio::io::AsyncWriteExt;
 
 use crate::config::CompactionConfig;
 use crate::error::{CompactionError, Result};
 use crate::keymap::KeyMap;
 use crate::pass::{MapBuilder, PassReport, Rewriter};
-use crate::plan::{RecordRules, SegmentInfo, group_segments, plan_pass};
+use crate::plan::{PassPlan, RecordRules, SegmentInfo, group_segments, plan_pass};
 use crate::throttle::Throttle;
 
 /// The rate limits of remote passes.
@@ -39,39 +39,20 @@ pub struct RemoteLimits {
 }
 
 /// Runs one pass over the remote segments of `remote` if its plan says so, using `scratch` (a
-/// directory of its own) for files. Returns what it did, or `None` when no pass was due.
+/// directory of its own) for files. A `guard` (a compactor's claim on the partition) fences the
+/// swap. Returns what it did, or `None` when no pass was due.
 pub async fn compact_remote(
     remote: &RemotePartition,
     config: &CompactionConfig,
     scratch: &Path,
     map_budget_bytes: usize,
     limits: &RemoteLimits,
+    guard: Option<&SwapGuard>,
     now_ms: i64,
 ) -> Result<Option<PassReport>> {
     let manifest = remote.manifest().await;
-    let segments: Vec<&RemoteSegment> = manifest
-        .segments
-        .iter()
-        .filter(|s| s.next_offset > manifest.log_start_offset)
-        .collect();
-    let infos: Vec<SegmentInfo> = segments
-        .iter()
-        .map(|s| SegmentInfo {
-            base_offset: s.base_offset,
-            next_offset: s.next_offset,
-            size: s.log_bytes,
-            first_timestamp: s.first_timestamp,
-            max_timestamp: s.max_timestamp,
-        })
-        .collect();
-    let Some(plan) = plan_pass(
-        &infos,
-        &manifest.cleaner,
-        i64::MAX,
-        i64::MIN,
-        config,
-        now_ms,
-    ) else {
+    let (segments, infos) = readable_segments(&manifest);
+    let Some(plan) = plan_remote(&manifest, config, now_ms) else {
         return Ok(None);
     };
     reset_dir(scratch).await?;
@@ -167,9 +148,47 @@ pub async fn compact_remote(
         tombstone_waits_for_remote: None,
     };
     limits.requests.acquire(2).await;
-    remote.swap_compacted(&swaps, checkpoint).await?;
+    remote.swap_compacted(&swaps, checkpoint, guard).await?;
     reset_dir(scratch).await?;
     Ok(Some(report))
+}
+
+/// The segments of `manifest` at or past its log start, and what planning needs of them.
+fn readable_segments(manifest: &Manifest) -> (Vec<&RemoteSegment>, Vec<SegmentInfo>) {
+    let segments: Vec<&RemoteSegment> = manifest
+        .segments
+        .iter()
+        .filter(|s| s.next_offset > manifest.log_start_offset)
+        .collect();
+    let infos = segments
+        .iter()
+        .map(|s| SegmentInfo {
+            base_offset: s.base_offset,
+            next_offset: s.next_offset,
+            size: s.log_bytes,
+            first_timestamp: s.first_timestamp,
+            max_timestamp: s.max_timestamp,
+        })
+        .collect();
+    (segments, infos)
+}
+
+/// Whether a pass over the remote segments of `manifest` is due, and over which offsets: a
+/// compaction service asks this before it claims the partition.
+pub fn plan_remote(
+    manifest: &Manifest,
+    config: &CompactionConfig,
+    now_ms: i64,
+) -> Option<PassPlan> {
+    let (_, infos) = readable_segments(manifest);
+    plan_pass(
+        &infos,
+        &manifest.cleaner,
+        i64::MAX,
+        i64::MIN,
+        config,
+        now_ms,
+    )
 }
 
 /// Downloads the object of `segment` into `dir`, checking its size and CRC; returns the file, whose

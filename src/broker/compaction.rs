@@ -129,7 +129,7 @@ async fn compact_partition(
             tracing::error!(partition = %label(topic, p), error = %e, "the local compaction task stopped");
         }
     }
-    if !tiered || p.leader_epoch().is_err() {
+    if !tiered || !settings.remote_in_broker || p.leader_epoch().is_err() {
         return;
     }
     let scratch = scratch_dir(broker, topic, p);
@@ -139,6 +139,7 @@ async fn compact_partition(
         &scratch,
         settings.dedupe_buffer_bytes,
         &compaction.limits,
+        None,
         now_ms(),
     )
     .await
@@ -186,6 +187,9 @@ fn scratch_dir(broker: &Broker, topic: &Topic, p: &Partition) -> PathBuf {
 
 /// Sweeps the bucket prefix of every tiered partition this broker leads.
 async fn sweep_all(broker: &Broker) {
+    if !broker.settings().compaction.remote_in_broker {
+        return;
+    }
     let grace = Duration::from_millis(broker.settings().compaction.sweep_grace_ms);
     let tier = broker.remote_tier();
     for topic in broker.topics() {

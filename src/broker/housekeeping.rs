@@ -68,13 +68,22 @@ async fn check_disk_space(broker: &Broker, lagging_partitions: usize) {
 }
 
 /// Offloads every tiered partition; returns how many failed to (and so keep growing locally).
+/// When a compaction service rewrites the bucket, a leader first re-reads the manifest pointer:
+/// readers must move to the compacted segments (a cached old chunk would never fail a read).
 async fn offload_partitions(broker: &Broker) -> usize {
     let mut lagging = 0;
+    let service_compacts = !broker.settings().compaction.remote_in_broker;
     for topic in broker.topics() {
         if !topic.config().remote_storage() {
             continue;
         }
         for p in topic.partitions() {
+            if service_compacts
+                && p.leader_epoch().is_ok()
+                && let Err(e) = p.remote().refresh().await
+            {
+                tracing::warn!(topic = topic.name(), partition = p.index(), error = %e, "could not re-read the manifest pointer");
+            }
             match p.offload(now_ms()).await {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(

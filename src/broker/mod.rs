@@ -589,7 +589,7 @@ impl Broker {
 }
 
 /// Opens the object store and builds the remote tier every partition shares.
-async fn open_tier(
+pub(crate) async fn open_tier(
     settings: &Settings,
     metrics: &TieringMetrics,
     pointers: &StorePointers,

@@ -37,6 +37,17 @@ pub fn manifest_pointer(topic_id: uuid::Uuid, partition: i32) -> String {
     format!("tiering/{}/{partition}", topic_id.simple())
 }
 
+/// Under this prefix a compactor claims the partition it works on (see `compactor.rs`).
+pub const COMPACTION_CLAIMS_PREFIX: &str = "compaction-claims/";
+
+/// The claim key of one partition, held under a compactor's lease.
+pub fn compaction_claim(topic_id: uuid::Uuid, partition: i32) -> String {
+    format!(
+        "{COMPACTION_CLAIMS_PREFIX}{}/{partition}",
+        topic_id.simple()
+    )
+}
+
 /// The key the controller holds.
 pub const CONTROLLER: &str = "controller";
 

@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use strata_tiering::LogError;
-use strata_tiering::remote::{ManifestPointer, ManifestPointers};
+use strata_tiering::remote::{ManifestPointer, ManifestPointers, SwapGuard};
 use uuid::Uuid;
 
-use super::{Expect, MetadataError, MetadataStore, keys};
+use super::{Expect, MetadataError, MetadataStore, Write, keys};
 
 /// [`ManifestPointers`] over the cluster's metadata store.
 #[derive(Debug, Clone)]
@@ -55,6 +55,7 @@ impl ManifestPointers for StorePointers {
         partition: i32,
         expected: Option<&ManifestPointer>,
         next: &ManifestPointer,
+        guard: Option<&SwapGuard>,
     ) -> strata_tiering::Result<bool> {
         let key = keys::manifest_pointer(topic_id, partition);
         let current = self.store.get(&key).await.map_err(unavailable)?;
@@ -71,7 +72,15 @@ impl ManifestPointers for StorePointers {
             _ => return Ok(false),
         };
         let value = serde_json::to_string(next).map_err(unavailable)?;
-        match self.store.put(&key, value, condition).await {
+        let mut conditions = vec![(key.clone(), condition)];
+        if let Some(guard) = guard {
+            conditions.push((guard.key.clone(), Expect::Version(guard.version)));
+        }
+        match self
+            .store
+            .transact(&conditions, vec![Write::Put { key, value }])
+            .await
+        {
             Ok(_) => Ok(true),
             Err(MetadataError::Conflict { .. }) => Ok(false),
             Err(e) => Err(unavailable(e)),
@@ -88,6 +97,7 @@ mod tests {
     async fn pointers_move_only_from_the_expected_value() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(EmbeddedStore::open(&dir.path().join("m.json")).expect("store"));
+        let store_ref = Arc::clone(&store);
         let pointers = StorePointers::new(store);
         let id = Uuid::new_v4();
         let p1 = ManifestPointer {
@@ -99,15 +109,45 @@ mod tests {
             key: "m2".into(),
         };
         assert_eq!(pointers.get(id, 0).await.expect("get"), None);
-        assert!(pointers.swap(id, 0, None, &p1).await.expect("create"));
-        assert!(!pointers.swap(id, 0, None, &p2).await.expect("stale create"));
+        assert!(pointers.swap(id, 0, None, &p1, None).await.expect("create"));
         assert!(
             !pointers
-                .swap(id, 0, Some(&p2), &p2)
+                .swap(id, 0, None, &p2, None)
+                .await
+                .expect("stale create")
+        );
+        assert!(
+            !pointers
+                .swap(id, 0, Some(&p2), &p2, None)
                 .await
                 .expect("wrong expectation")
         );
-        assert!(pointers.swap(id, 0, Some(&p1), &p2).await.expect("move"));
+        // A guard: the claim key must still be at the version the claimant saw.
+        let claim = store_ref
+            .put("claims/x", "me".into(), Expect::Absent)
+            .await
+            .expect("claim");
+        let held = SwapGuard {
+            key: "claims/x".into(),
+            version: claim,
+        };
+        let lost = SwapGuard {
+            key: "claims/x".into(),
+            version: claim + 100,
+        };
+        assert!(
+            !pointers
+                .swap(id, 0, Some(&p1), &p2, Some(&lost))
+                .await
+                .expect("a lost claim")
+        );
+        assert_eq!(pointers.get(id, 0).await.expect("get"), Some(p1.clone()));
+        assert!(
+            pointers
+                .swap(id, 0, Some(&p1), &p2, Some(&held))
+                .await
+                .expect("move")
+        );
         assert_eq!(pointers.get(id, 0).await.expect("get"), Some(p2));
         pointers.delete(id, 0).await.expect("delete");
         assert_eq!(pointers.get(id, 1).await.expect("other partition"), None);

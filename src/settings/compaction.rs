@@ -7,6 +7,8 @@ use super::{SettingsError, SettingsLayer, invalid, positive};
 pub struct CompactionSettings {
     /// Whether compaction runs at all.
     pub enable: bool,
+    /// Whether the leaders compact the remote tier and sweep the bucket (else a service does).
+    pub remote_in_broker: bool,
     /// How often it looks for work.
     pub backoff_ms: u64,
     /// Key-map memory of one pass.
@@ -34,8 +36,19 @@ pub(super) fn compaction_settings(
             format!("{dedupe} is below the minimum of {MIN_DEDUPE_BUFFER} bytes"),
         ));
     }
+    let remote_in_broker = match layer.remote_compaction.as_deref().unwrap_or("broker") {
+        "broker" => true,
+        "service" => false,
+        other => {
+            return Err(invalid(
+                "remote-compaction",
+                format!("'{other}' is neither 'broker' nor 'service'"),
+            ));
+        }
+    };
     Ok(CompactionSettings {
         enable: layer.log_cleaner_enable.unwrap_or(true),
+        remote_in_broker,
         backoff_ms: positive(
             "log-cleaner-backoff-ms",
             layer.log_cleaner_backoff_ms.unwrap_or(15_000),

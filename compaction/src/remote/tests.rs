@@ -17,6 +17,8 @@ use uuid::Uuid;
 
 use super::*;
 use crate::test_support::{decode, keyed_batch};
+use strata_tiering::LogError;
+use strata_tiering::remote::SwapGuard;
 
 async fn tier(
     store: Arc<dyn ObjectStore>,
@@ -66,6 +68,31 @@ async fn read_remote(remote: &RemotePartition) -> Vec<(i64, String, Option<Strin
     out
 }
 
+/// A tiered log in `dir/log` holding `updates`, 20 records a batch.
+fn tiered_log(
+    dir: &Path,
+    updates: &[(String, Option<String>)],
+    compression: Compression,
+) -> PartitionLog {
+    let log_config = LogConfig {
+        segment_bytes: 3_000,
+        index_interval_bytes: 300,
+        remote_storage: true,
+        ..LogConfig::default()
+    };
+    let log = PartitionLog::open(&dir.join("log"), log_config, 0).expect("open");
+    for chunk in updates.chunks(20) {
+        let options = AppendOptions {
+            now_ms: 1_000,
+            leader_epoch: 0,
+            log_append_time: false,
+        };
+        log.append(&keyed_batch(chunk, 1_000, compression), options)
+            .expect("append");
+    }
+    log
+}
+
 fn limits() -> RemoteLimits {
     RemoteLimits {
         bytes: Arc::new(Throttle::new(0)),
@@ -79,26 +106,11 @@ async fn remote_segments_are_compacted_and_swapped_while_stale_readers_recover()
     let raw: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let pointers = Arc::new(MemoryPointers::default());
     let topic = Uuid::new_v4();
-    let log_config = LogConfig {
-        segment_bytes: 3_000,
-        index_interval_bytes: 300,
-        remote_storage: true,
-        ..LogConfig::default()
-    };
-    let log = PartitionLog::open(&dir.path().join("log"), log_config, 0).expect("open");
     let mut updates: Vec<(String, Option<String>)> = (0..2_000)
         .map(|i| (format!("key-{}", i % 50), Some(format!("value-{i}"))))
         .collect();
     updates.push(("key-7".into(), None));
-    for chunk in updates.chunks(20) {
-        let options = AppendOptions {
-            now_ms: 1_000,
-            leader_epoch: 0,
-            log_append_time: false,
-        };
-        log.append(&keyed_batch(chunk, 1_000, Compression::Zstd), options)
-            .expect("append");
-    }
+    let log = tiered_log(dir.path(), &updates, Compression::Zstd);
     let tier_a = tier(
         Arc::clone(&raw),
         Arc::clone(&pointers),
@@ -131,7 +143,7 @@ async fn remote_segments_are_compacted_and_swapped_while_stale_readers_recover()
         ..CompactionConfig::default()
     };
     let scratch = dir.path().join("scratch");
-    let report = compact_remote(&remote, &config, &scratch, 1 << 20, &limits(), 5_000)
+    let report = compact_remote(&remote, &config, &scratch, 1 << 20, &limits(), None, 5_000)
         .await
         .expect("pass")
         .expect("due");
@@ -175,7 +187,7 @@ async fn remote_segments_are_compacted_and_swapped_while_stale_readers_recover()
 
     // A second pass drops the tombstone that the first kept (delete.retention.ms is 0).
     if after.iter().any(|(_, _, v)| v.is_none()) {
-        compact_remote(&remote, &config, &scratch, 1 << 20, &limits(), 6_000)
+        compact_remote(&remote, &config, &scratch, 1 << 20, &limits(), None, 6_000)
             .await
             .expect("pass")
             .expect("the tombstone deadline is due");
@@ -184,10 +196,78 @@ async fn remote_segments_are_compacted_and_swapped_while_stale_readers_recover()
         assert_eq!(last.len(), expected.len() - 1);
     }
     assert!(
-        compact_remote(&remote, &config, &scratch, 1 << 20, &limits(), 7_000)
+        compact_remote(&remote, &config, &scratch, 1 << 20, &limits(), None, 7_000)
             .await
             .expect("pass")
             .is_none(),
         "nothing left to do"
     );
+}
+
+#[tokio::test]
+async fn a_swap_under_a_lost_claim_is_fenced_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let raw: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let pointers = Arc::new(MemoryPointers::default());
+    let topic = Uuid::new_v4();
+    let updates: Vec<(String, Option<String>)> = (0..500)
+        .map(|i| (format!("key-{}", i % 10), Some(format!("value-{i}"))))
+        .collect();
+    let log = tiered_log(dir.path(), &updates, Compression::None);
+    let tier = tier(
+        Arc::clone(&raw),
+        Arc::clone(&pointers),
+        &dir.path().join("cache"),
+    )
+    .await;
+    let remote = RemotePartition::open(tier, topic, 0).await.expect("open");
+    remote
+        .offload(&log, 0, i64::MAX, 2_000)
+        .await
+        .expect("offload");
+    let before = remote.manifest().await;
+    let config = CompactionConfig::default();
+    let scratch = dir.path().join("scratch");
+    pointers.set_guard("claims/p", Some(2));
+    let lost = SwapGuard {
+        key: "claims/p".into(),
+        version: 1,
+    };
+    let fenced = compact_remote(
+        &remote,
+        &config,
+        &scratch,
+        1 << 20,
+        &limits(),
+        Some(&lost),
+        5_000,
+    )
+    .await;
+    assert!(
+        matches!(fenced, Err(CompactionError::Log(LogError::Fenced { .. }))),
+        "{fenced:?}"
+    );
+    remote.reload().await.expect("reload");
+    assert_eq!(
+        remote.manifest().await.segments,
+        before.segments,
+        "nothing swapped"
+    );
+    let held = SwapGuard {
+        key: "claims/p".into(),
+        version: 2,
+    };
+    let report = compact_remote(
+        &remote,
+        &config,
+        &scratch,
+        1 << 20,
+        &limits(),
+        Some(&held),
+        5_000,
+    )
+    .await
+    .expect("pass");
+    assert!(report.is_some());
+    assert_ne!(remote.manifest().await.segments, before.segments);
 }

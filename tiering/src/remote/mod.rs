@@ -7,7 +7,9 @@
 //!   bytes, then the offset index, then the time index (sizes recorded in the manifest, so a reader
 //!   fetches only the range it needs). The upload id is fresh for every attempt, so a retried or
 //!   crashed upload never overwrites an object a manifest may list.
-//! - `manifests/<version>.json` — manifest versions, each written once and never overwritten.
+//! - `manifests/<version>-<writer id>.json` — manifest versions, each written once under a key
+//!   of its own and never overwritten (two writers racing for version `n + 1` write two objects;
+//!   the pointer names the winner's, the sweep removes the loser's).
 //!
 //! The metadata store holds only a pointer per partition, `{version, key}` of the current
 //! manifest, updated with compare-and-set (see [`ManifestPointers`]). Its size per partition is
@@ -60,4 +62,4 @@ pub mod uploader;
 
 pub use manifest::{Manifest, RemoteSegment};
 pub use partition::{RemotePartition, RemoteTier};
-pub use pointer::{ManifestPointer, ManifestPointers};
+pub use pointer::{ManifestPointer, ManifestPointers, SwapGuard};

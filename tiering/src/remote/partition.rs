@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::manifest::{Manifest, RemoteSegment};
 use super::paths::PartitionPaths;
-use super::pointer::{ManifestPointer, ManifestPointers};
+use super::pointer::{ManifestPointer, ManifestPointers, SwapGuard};
 use super::reader::RemoteReader;
 use super::uploader::Uploader;
 use crate::config::LogConfig;
@@ -232,7 +232,7 @@ impl RemotePartition {
                 .uploader
                 .upload(&segment, &key, leader_epoch)
                 .await?;
-            self.publish(Some(leader_epoch), |m| m.with_segment(remote.clone()))
+            self.publish(Some(leader_epoch), None, |m| m.with_segment(remote.clone()))
                 .await?;
             log.set_remote_end_offset(segment.next_offset);
             uploaded += 1;
@@ -258,6 +258,7 @@ impl RemotePartition {
     async fn publish(
         &self,
         fence_epoch: Option<i32>,
+        guard: Option<&SwapGuard>,
         change: impl Fn(&Manifest) -> Result<Manifest>,
     ) -> Result<(Arc<Manifest>, Arc<Manifest>)> {
         const ATTEMPTS: usize = 4;
@@ -276,7 +277,7 @@ impl RemotePartition {
                 }
             }
             let next = change(&published.manifest)?;
-            let key = self.paths.manifest(next.version);
+            let key = self.paths.new_manifest(next.version);
             self.tier
                 .store
                 .put(&key, PutPayload::from(next.encode()))
@@ -294,6 +295,7 @@ impl RemotePartition {
                     self.partition,
                     published.pointer.as_ref(),
                     &pointer,
+                    guard,
                 )
                 .await?
             {
@@ -326,15 +328,17 @@ impl RemotePartition {
     /// Publishes a manifest with compacted segments in place of the runs they replace (see
     /// [`Manifest::with_compacted`]). The replaced objects are not deleted here: a broker may
     /// still read them through the manifest it holds; the sweep removes them once they have been
-    /// unreferenced for longer than its grace period.
+    /// unreferenced for longer than its grace period. With a `guard` (a compactor's claim on
+    /// the partition), the swap fails with [`LogError::Fenced`] once the claim is lost.
     pub async fn swap_compacted(
         &self,
         swaps: &[(Vec<String>, Option<RemoteSegment>)],
         cleaner: crate::log::CleanCheckpoint,
+        guard: Option<&SwapGuard>,
     ) -> Result<Arc<Manifest>> {
         let _writer = self.writer.lock().await;
         let (_, published) = self
-            .publish(None, |m| m.with_compacted(swaps, cleaner))
+            .publish(None, guard, |m| m.with_compacted(swaps, cleaner))
             .await?;
         Ok(published)
     }
@@ -396,7 +400,7 @@ impl RemotePartition {
             return Ok(());
         }
         let (before, after) = self
-            .publish(None, |m| Ok(m.with_log_start(offset).0))
+            .publish(None, None, |m| Ok(m.with_log_start(offset).0))
             .await?;
         let dropped: Vec<RemoteSegment> = before
             .segments

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! <prefix>/v1/<spread>/<topic id>/<partition>/segments/<base offset:020>-<epoch>-<upload id>.seg
-//! <prefix>/v1/<spread>/<topic id>/<partition>/manifests/<version:020>.json
+//! <prefix>/v1/<spread>/<topic id>/<partition>/manifests/<version:020>-<writer id>.json
 //! ```
 //! `<spread>` is four hex digits of a hash of the topic id and partition, so the partitions of
 //! one hot topic land under different key prefixes and do not share one prefix's request limit.
@@ -45,9 +45,15 @@ impl PartitionPaths {
         ))
     }
 
-    /// The key of manifest `version`.
-    pub fn manifest(&self, version: u64) -> Path {
-        Path::from(format!("{}/manifests/{version:020}.json", self.root))
+    /// A fresh key for a manifest of `version`. Two writers (the leader and the compaction
+    /// service) may both write a version `n + 1` before one of them wins the pointer; each writes
+    /// its own object, so the winner's is never overwritten by the loser's.
+    pub fn new_manifest(&self, version: u64) -> Path {
+        Path::from(format!(
+            "{}/manifests/{version:020}-{}.json",
+            self.root,
+            Uuid::new_v4().simple()
+        ))
     }
 
     /// The partition's root, under which every one of its objects lives.
@@ -65,10 +71,16 @@ mod tests {
         let id = Uuid::from_u128(0x1234);
         let a = PartitionPaths::new("bucket-prefix/", id, 0);
         let b = PartitionPaths::new("bucket-prefix", id, 1);
-        let m = a.manifest(7).to_string();
+        let m = a.new_manifest(7).to_string();
+        assert_ne!(
+            m,
+            a.new_manifest(7).to_string(),
+            "every writer gets its own key"
+        );
         assert!(m.starts_with("bucket-prefix/v1/"), "{m}");
         assert!(
-            m.ends_with("/00000000000000000000000000001234/0/manifests/00000000000000000007.json"),
+            m.contains("/00000000000000000000000000001234/0/manifests/00000000000000000007-")
+                && m.ends_with(".json"),
             "{m}"
         );
         assert_ne!(
@@ -81,7 +93,7 @@ mod tests {
         assert!(s1.contains("/segments/00000000000000000042-3-"), "{s1}");
         assert!(
             PartitionPaths::new("", id, 0)
-                .manifest(1)
+                .new_manifest(1)
                 .to_string()
                 .starts_with("v1/")
         );

@@ -223,15 +223,20 @@ mod tests {
         put(&store, &b, b"bbbb".to_vec()).await;
         let old = Manifest::empty(topic, 0);
         let old = Manifest { version: 1, ..old };
-        put(&store, &paths.manifest(1), old.encode()).await;
+        put(&store, &paths.new_manifest(1), old.encode()).await;
         let current = old.with_segment(segment(&a)).expect("append");
-        let current_key = paths.manifest(current.version);
+        let current_key = paths.new_manifest(current.version);
         put(&store, &current_key, current.encode()).await;
         let pointer = ManifestPointer {
             version: current.version,
             key: current_key.to_string(),
         };
-        assert!(pointers.swap(topic, 0, None, &pointer).await.expect("swap"));
+        assert!(
+            pointers
+                .swap(topic, 0, None, &pointer, None)
+                .await
+                .expect("swap")
+        );
         let elsewhere = other.new_segment(0, 0);
         put(&store, &elsewhere, b"x".to_vec()).await;
 
@@ -282,7 +287,7 @@ mod tests {
         let store = InMemory::new();
         let pointers = MemoryPointers::default();
         put(&store, &paths.new_segment(0, 0), b"aa".to_vec()).await;
-        put(&store, &paths.manifest(1), b"{}".to_vec()).await;
+        put(&store, &paths.new_manifest(1), b"{}".to_vec()).await;
         let report = sweep_partition(
             &store,
             &paths,
@@ -315,9 +320,14 @@ mod tests {
         put(&store, &seg, b"aa".to_vec()).await;
         let pointer = ManifestPointer {
             version: 1,
-            key: paths.manifest(1).to_string(),
+            key: paths.new_manifest(1).to_string(),
         };
-        assert!(pointers.swap(topic, 0, None, &pointer).await.expect("swap"));
+        assert!(
+            pointers
+                .swap(topic, 0, None, &pointer, None)
+                .await
+                .expect("swap")
+        );
         let result = sweep_partition(
             &store,
             &paths,
