@@ -11,9 +11,6 @@ use crate::pass::{MapBuilder, PassReport, Rewriter};
 use crate::plan::{RecordRules, SegmentInfo, group_segments, plan_pass};
 use crate::throttle::Throttle;
 
-/// Bytes of log per distinct key assumed when sizing the key map below its budget.
-const BYTES_PER_KEY_ESTIMATE: u64 = 8;
-
 /// Where a local pass must stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LocalBounds {
@@ -89,15 +86,7 @@ fn pass(
         return Ok(None);
     };
     let cleanable = &view.sealed[..plan.segments];
-    let dirty_bytes: u64 = cleanable
-        .iter()
-        .filter(|s| s.next_offset > plan.dirty_start)
-        .map(|s| s.size)
-        .sum();
-    let map = KeyMap::new(
-        map_budget_bytes,
-        (dirty_bytes / BYTES_PER_KEY_ESTIMATE) as usize,
-    );
+    let map = KeyMap::new(map_budget_bytes, plan.dirty_offsets());
     let mut builder = MapBuilder::new(map, plan.dirty_start, plan.cleanable_end);
     for s in cleanable
         .iter()

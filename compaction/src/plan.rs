@@ -47,6 +47,14 @@ pub struct PassPlan {
     pub trigger: Trigger,
 }
 
+impl PassPlan {
+    /// How many offsets the key map may see: no more distinct keys than that can come, so the
+    /// map is never sized beyond it.
+    pub fn dirty_offsets(&self) -> usize {
+        usize::try_from((self.cleanable_end - self.dirty_start).max(0)).unwrap_or(usize::MAX)
+    }
+}
+
 /// Decides whether a pass runs. `segments` are sealed, oldest first; `first_uncleanable` bounds
 /// what may be cleaned (the active segment, the high watermark, and for the local copy of a
 /// tiered log, the remote end). Segments younger than `min.compaction.lag.ms` end the cleanable

@@ -56,12 +56,7 @@ pub async fn compact_remote(
         return Ok(None);
     };
     reset_dir(scratch).await?;
-    let dirty_bytes: u64 = infos[..plan.segments]
-        .iter()
-        .filter(|s| s.next_offset > plan.dirty_start)
-        .map(|s| s.size)
-        .sum();
-    let map = KeyMap::new(map_budget_bytes, (dirty_bytes / 8) as usize);
+    let map = KeyMap::new(map_budget_bytes, plan.dirty_offsets());
     let mut builder = MapBuilder::new(map, plan.dirty_start, plan.cleanable_end);
     for s in segments[..plan.segments]
         .iter()
