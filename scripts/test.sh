@@ -59,6 +59,9 @@ APT_NEEDS=(
   "/usr/share/zookeeper/bin/zkServer.sh:zookeeper"
   # The metadata store of clusters (Debian's package does not start a service by itself).
   "etcd:etcd-server"
+  # The load tool (load/) links librdkafka, which its build compiles with make and a C compiler.
+  "make:make"
+  "cc:gcc"
   # The S3 server (moto) comes from the venv.
 )
 
