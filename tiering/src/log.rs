@@ -359,7 +359,7 @@ impl PartitionLog {
                 if segment.base_offset() >= upper_bound {
                     break;
                 }
-                if let Some(slice) = segment.slice_from(offset, upper_bound)? {
+                if let Some(slice) = segment.slice_from(offset, upper_bound, max_bytes)? {
                     found = Some(slice);
                     break;
                 }

@@ -260,8 +260,15 @@ impl Segment {
     }
 
     /// Finds where to start reading for `offset`: the position of the batch that contains it
-    /// (or the first batch after it), limited to data below `upper_bound`.
-    pub fn slice_from(&self, offset: i64, upper_bound: i64) -> Result<Option<SegmentSlice>> {
+    /// (or the first batch after it), limited to data below `upper_bound`. The slice covers whole
+    /// batches up to `max_bytes` (at least one): headers past that are not read, so a read from
+    /// the start of a large segment costs what it returns, not the segment's batch count.
+    pub fn slice_from(
+        &self,
+        offset: i64,
+        upper_bound: i64,
+        max_bytes: usize,
+    ) -> Result<Option<SegmentSlice>> {
         let relative = (offset - self.base_offset).clamp(0, i64::from(u32::MAX)) as u32;
         let (_, from) = self.offset_index.lookup(relative);
         let mut start = None;
@@ -275,7 +282,7 @@ impl Segment {
                 start = Some(pos);
             }
             end = pos + h.total_size() as u64;
-            true
+            start.is_none_or(|s| end - s < max_bytes as u64)
         })?;
         Ok(start.map(|position| SegmentSlice {
             file: Arc::clone(&self.file),
