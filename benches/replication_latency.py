@@ -13,6 +13,10 @@ noisy: only same-run ratios mean anything). The target of the clusters issue: p9
 half of the maximum throughput. Needs a release build (`cargo build --release`).
 
     ~/.cache/strata-test-venv/bin/python benches/replication_latency.py [--seconds 10] [--binary PATH]
+        [--load PATH/TO/strata-load]
+
+With `--load`, the load comes from `strata-load` (librdkafka in Rust, not CPU-bound itself)
+instead of the Python client.
 """
 
 from __future__ import annotations
@@ -139,7 +143,34 @@ def latencies(bootstrap: str, topic: str, acks: str, rate: float, seconds: float
             "p99_ms": pct(0.99), "p999_ms": pct(0.999), "max_ms": round(samples[-1], 3)}
 
 
+LOAD: str | None = None
+
+
+def load_run(bootstrap: str, topic: str, acks: str, seconds: float, rate: float) -> dict:
+    """One `strata-load produce` run; its JSON summary."""
+    out = subprocess.run(
+        [LOAD, "produce", "--bootstrap", bootstrap, "--topic", topic, "--acks", acks,
+         "--message-bytes", str(len(VALUE)), "--duration-s", str(seconds), "--rate", str(rate),
+         "--producer-config", "linger.ms=1", "--producer-config", "enable.idempotence=false",
+         "--no-progress"], check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def load_latencies(bootstrap: str, topic: str, acks: str, rate: float, seconds: float) -> dict:
+    s = load_run(bootstrap, topic, acks, seconds, rate)
+    lat = s["produce_ack_ms"]
+    return {"target_rate": round(rate), "achieved_rate": round(s["produced"]["msgs_per_s"]),
+            "acked": lat["count"], "failed": s["errors"], "p50_ms": lat["p50"], "p99_ms": lat["p99"],
+            "p999_ms": lat["p999"], "max_ms": lat["max"]}
+
+
 def measure(bootstrap: str, topic: str, acks: str, seconds: float) -> dict:
+    if LOAD:
+        top = load_run(bootstrap, topic, acks, seconds, 0)["produced"]["msgs_per_s"]
+        return {"client": "strata-load", "max_msgs_per_s": round(top),
+                "max_mib_per_s": round(top * len(VALUE) / (1 << 20), 1),
+                "at_half_max": load_latencies(bootstrap, topic, acks, top / 2, seconds),
+                "at_5000_per_s": load_latencies(bootstrap, topic, acks, 5000, seconds)}
     top = max_rate(bootstrap, topic, acks, seconds)
     return {"max_msgs_per_s": round(top), "max_mib_per_s": round(top * len(VALUE) / (1 << 20), 1),
             "at_half_max": latencies(bootstrap, topic, acks, top / 2, seconds),
@@ -150,7 +181,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--binary", default=str(ROOT / "target" / "release" / "strata"))
+    parser.add_argument("--load", help="strata-load binary: use it instead of the Python client")
     args = parser.parse_args()
+    global LOAD
+    LOAD = args.load
     if not shutil.which("etcd"):
         raise SystemExit("etcd is missing: apt-get install etcd-server")
     work = Path(tempfile.mkdtemp(prefix="strata-repl-bench-"))
