@@ -36,7 +36,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 import suite_limits  # noqa: E402
+from replication_latency import start_etcd  # noqa: E402
 from conftest import S3_ENV, Broker, S3Server, free_port, s3_broker_args  # noqa: E402
 
 MIB = 1 << 20
@@ -159,25 +159,6 @@ class Load:
         if summary.get("errors"):
             log(f"  strata-load reported {summary['errors']} errors (see {err})")
         return summary
-
-
-def start_etcd(workdir: Path) -> tuple[subprocess.Popen, str]:
-    client, peer = free_port(), free_port()
-    endpoint = f"http://127.0.0.1:{client}"
-    proc = subprocess.Popen(
-        ["etcd", "--data-dir", str(workdir / "etcd"), "--listen-client-urls", endpoint,
-         "--advertise-client-urls", endpoint, "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-         "--heartbeat-interval", "10", "--election-timeout", "100"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", client), timeout=0.2).close()
-            return proc, endpoint
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("etcd did not start")
 
 
 def create_topic(bootstrap: str, topic: str, replication: int, config: dict[str, str]) -> None:

@@ -25,20 +25,5 @@ pub enum CompactionError {
     Task(String),
 }
 
-impl CompactionError {
-    /// Whether the pass may succeed when tried again later (transient I/O, a lost race).
-    pub fn is_retriable(&self) -> bool {
-        match self {
-            CompactionError::Log(e) => {
-                e.is_retriable()
-                    || matches!(e, LogError::SwapConflict { .. } | LogError::Fenced { .. })
-            }
-            CompactionError::Records { .. }
-            | CompactionError::Task(_)
-            | CompactionError::Stopped => false,
-        }
-    }
-}
-
 /// Results of this crate.
 pub type Result<T, E = CompactionError> = std::result::Result<T, E>;

@@ -111,7 +111,8 @@ impl KeyMap {
     }
 
     /// Bytes the table occupies.
-    pub fn allocated_bytes(&self) -> usize {
+    #[cfg(test)]
+    fn allocated_bytes(&self) -> usize {
         let buckets = (self.map.capacity() * 8).div_ceil(7).next_power_of_two();
         buckets * BYTES_PER_BUCKET
     }
