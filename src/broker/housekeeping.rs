@@ -12,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 use super::{Broker, compaction, now_ms};
 
 /// Runs offload every `tiering-interval-ms`, retention every `log-retention-check-interval-ms`
-/// and `flush.ms` checks every `log-flush-scheduler-interval-ms`, until `cancel` fires.
+/// and, every `log-flush-scheduler-interval-ms`, the fsync of segments sealed since (a roll does
+/// not fsync under the log's lock) and the `flush.ms` checks, until `cancel` fires.
 pub async fn run_housekeeping(broker: Arc<Broker>, cancel: CancellationToken) {
     let settings = broker.settings();
     let ticker = |ms: u64| {
@@ -128,6 +129,9 @@ async fn flush_all(broker: &Broker) {
         .collect();
     let done = tokio::task::spawn_blocking(move || {
         for p in partitions {
+            if let Err(e) = p.log().flush_sealed() {
+                tracing::error!(log = %p.log().dir().display(), error = %e, "fsync of sealed segments failed");
+            }
             if let Err(e) = p.log().flush_if_due(now_ms()) {
                 tracing::error!(log = %p.log().dir().display(), error = %e, "flush failed");
             }

@@ -72,8 +72,8 @@ impl Partition {
         })
     }
 
-    /// Runs `f` on the log on a blocking thread: an append may fsync a whole segment when it
-    /// rolls, a read copies up to a fetch's size, and both may wait on the log's lock.
+    /// Runs `f` on the log on a blocking thread: an append writes to a file (and fsyncs under a
+    /// flush policy), a read copies up to a fetch's size, and both may wait on the log's lock.
     async fn on_log<T: Send + 'static>(
         &self,
         f: impl FnOnce(&PartitionLog) -> strata_tiering::Result<T> + Send + 'static,
@@ -319,8 +319,8 @@ impl Partition {
         &self.remote
     }
 
-    /// Appends record batches as the leader, stamped with its epoch, on a blocking thread (a roll
-    /// fsyncs a whole segment), then publishes the new log end and high watermark, waking
+    /// Appends record batches as the leader, stamped with its epoch, on a blocking thread (file
+    /// writes), then publishes the new log end and high watermark, waking
     /// fetches (and followers) that wait on this partition.
     pub async fn append(&self, records: Bytes, options: AppendOptions) -> Result<AppendOutcome> {
         let options = AppendOptions {
@@ -369,8 +369,8 @@ impl Partition {
             }
             return Ok(self.remote.read(offset, max_bytes, min_one).await?);
         }
-        // Positional reads of up to a fetch's size, and a lock an append may hold through a roll's
-        // fsync: off the async workers.
+        // Positional reads of up to a fetch's size, and a lock an append may hold through its
+        // writes: off the async workers.
         let hw = self.high_watermark();
         self.on_log(move |log| log.read(offset, max_bytes, hw, min_one))
             .await

@@ -6,15 +6,18 @@
 //! - `<offset>.snapshot`: idempotent-producer state as of an offset (see `producer_state.rs`);
 //! - `log-start-offset`: the log start offset when `DeleteRecords` moved it inside a segment;
 //! - `leader-epoch-checkpoint`: the first offset of each leader epoch (see `epochs.rs`);
+//! - `recovery-point`: the offset below which every segment is durable (see `log/recovery.rs`);
 //! - `clean-shutdown`: present only while the log is closed cleanly;
 //! - `cleaner-checkpoint.json` and `cleaning/`: compaction's checkpoint and work area (see `log/cleaned.rs`).
 //!
 //! # Crash safety
 //! Batches are written to the active segment's file (the page cache) before an append returns, so a
 //! killed process loses nothing that was acknowledged; `flush.messages` / `flush.ms` add fsyncs for
-//! machine crashes. Rolling seals the old segment (fsync, indexes written) before the new one is
-//! created, so only the last segment can be torn. When `clean-shutdown` is missing on open, the last
-//! segment is scanned, cut after its last whole batch with a valid CRC, and its indexes rebuilt.
+//! machine crashes. Rolling seals the old segment (indexes written) before the new one is created;
+//! the flush scheduler fsyncs sealed segments later, outside the lock, and records how far the log
+//! is durable (the recovery point, `log/recovery.rs`). When `clean-shutdown` is missing on open,
+//! every segment from the recovery point on is scanned, cut after its last whole batch with a valid
+//! CRC, and its indexes rebuilt; a cut before the last segment drops the segments after it.
 //!
 //! Replication (a follower's appends, truncation to a leader's epoch boundary, restarting at the
 //! leader's log start) is in `log/replica.rs`, which describes its own crash safety.
@@ -30,9 +33,9 @@ use crate::batch::{self, BatchHeader, HEADER_SIZE, Stamp};
 use crate::config::LogConfig;
 use crate::epochs::{self, LeaderEpochCache};
 use crate::error::{LogError, Result};
-use crate::producer_state::{ProducerStateTable, SequenceCheck};
+use crate::producer_state::{self, ProducerStateTable, SequenceCheck};
 use crate::retention::{SegmentSummary, plan_retention};
-use crate::segment::Segment;
+use crate::segment::{self, Segment};
 
 pub use cleaned::{CLEANING_DIR, CleanCheckpoint, CleanedSegment, CompactionView, Replacement};
 
@@ -92,6 +95,7 @@ pub struct SealedSegment {
 pub struct PartitionLog {
     dir: PathBuf,
     state: Mutex<LogState>,
+    checkpoint: Mutex<()>,
 }
 
 #[derive(Debug)]
@@ -105,6 +109,10 @@ struct LogState {
     last_flush_ms: i64,
     /// Offsets below this are durable in the remote tier (the published manifest's end).
     remote_end_offset: Option<i64>,
+    /// Every segment wholly below this offset is durable on local disk (`log/recovery.rs`).
+    recovery_point: i64,
+    /// Producer state as of the last roll, written by `flush_sealed` outside the lock.
+    pending_snapshot: Option<(i64, ProducerStateTable)>,
 }
 
 impl LogState {
@@ -152,6 +160,7 @@ impl PartitionLog {
         cleaned::recover_swap(dir)?;
         let marker = dir.join(CLEAN_SHUTDOWN);
         let clean = marker.exists();
+        let stored_recovery_point = recovery::load(dir);
         let mut bases = Vec::new();
         for entry in fs::read_dir(dir).map_err(|e| LogError::io(dir, e))? {
             let path = entry.map_err(|e| LogError::io(dir, e))?.path();
@@ -164,18 +173,9 @@ impl PartitionLog {
             }
         }
         bases.sort_unstable();
-        let mut segments = BTreeMap::new();
-        for (i, &base) in bases.iter().enumerate() {
-            let last = i + 1 == bases.len();
-            let segment = Segment::open(
-                dir,
-                base,
-                last && !clean,
-                config.index_interval_bytes,
-                now_ms,
-            )?;
-            segments.insert(base, segment);
-        }
+        let mut segments =
+            open_segments(dir, &bases, clean, stored_recovery_point, &config, now_ms)?;
+        bases.retain(|b| segments.contains_key(b));
         let stored_start = read_log_start(dir)?;
         let first_base = bases
             .first()
@@ -196,7 +196,13 @@ impl PartitionLog {
             unflushed_messages: 0,
             last_flush_ms: now_ms,
             remote_end_offset: None,
+            recovery_point: stored_recovery_point,
+            pending_snapshot: None,
         };
+        if clean {
+            // `close` fsynced everything; the stored point is written at the next flush.
+            state.recovery_point = state.next_offset();
+        }
         state.producers = rebuild_producer_state(dir, &state)?;
         state.epochs = load_epochs(dir, &state)?;
         if clean {
@@ -207,7 +213,16 @@ impl PartitionLog {
         Ok(PartitionLog {
             dir: dir.to_path_buf(),
             state: Mutex::new(state),
+            checkpoint: Mutex::new(()),
         })
+    }
+
+    /// Serialises what stores or lowers the recovery point (`log/recovery.rs`); taken before the
+    /// state lock, never while holding it.
+    fn checkpoint_lock(&self) -> MutexGuard<'_, ()> {
+        self.checkpoint
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn lock(&self) -> MutexGuard<'_, LogState> {
@@ -287,7 +302,7 @@ impl PartitionLog {
             first.get_or_insert(base_offset);
             last = stored.last_offset();
         }
-        flush_by_policy(&mut state, options.now_ms)?;
+        flush_by_policy(&mut state, &self.dir, options.now_ms)?;
         Ok(AppendOutcome {
             base_offset: first.unwrap_or(last),
             last_offset: last,
@@ -322,7 +337,7 @@ impl PartitionLog {
     fn roll(&self, state: &mut LogState, now_ms: i64) -> Result<()> {
         let next = state.next_offset();
         state.active_mut().seal()?;
-        state.producers.write_snapshot(&self.dir, next)?;
+        state.pending_snapshot = Some((next, state.producers.clone()));
         let segment = Segment::create(&self.dir, next, state.config.index_interval_bytes, now_ms)?;
         state.segments.insert(next, segment);
         tracing::debug!(log = %self.dir.display(), base_offset = next, "rolled a new segment");
@@ -536,7 +551,7 @@ impl PartitionLog {
         if state.unflushed_messages > 0
             && now_ms.saturating_sub(state.last_flush_ms) >= state.config.flush_ms
         {
-            flush_state(&mut state, now_ms)?;
+            flush_state(&mut state, &self.dir, now_ms)?;
         }
         Ok(())
     }
@@ -545,7 +560,10 @@ impl PartitionLog {
     pub fn close(&self) -> Result<()> {
         let mut state = self.lock();
         let next = state.next_offset();
+        sync_pending(&state, &self.dir)?;
         state.active_mut().seal()?;
+        state.active().durable_files().sync()?;
+        state.pending_snapshot = None;
         state.producers.write_snapshot(&self.dir, next)?;
         let marker = self.dir.join(CLEAN_SHUTDOWN);
         fs::write(&marker, b"").map_err(|e| LogError::io(&marker, e))
@@ -563,20 +581,81 @@ impl PartitionLog {
 }
 
 /// Fsyncs the active segment after an append if `flush.messages` or `flush.ms` says so.
-fn flush_by_policy(state: &mut LogState, now_ms: i64) -> Result<()> {
+fn flush_by_policy(state: &mut LogState, dir: &Path, now_ms: i64) -> Result<()> {
     let due = state.unflushed_messages >= state.config.flush_messages
         || now_ms.saturating_sub(state.last_flush_ms) >= state.config.flush_ms;
     if due {
-        flush_state(state, now_ms)?;
+        flush_state(state, dir, now_ms)?;
     }
     Ok(())
 }
 
-fn flush_state(state: &mut LogState, now_ms: i64) -> Result<()> {
+/// Fsyncs, under the lock, the sealed segments the flush scheduler has not reached yet (a flush
+/// policy promises everything up to the log end), then the active segment.
+fn flush_state(state: &mut LogState, dir: &Path, now_ms: i64) -> Result<()> {
+    sync_pending(state, dir)?;
     state.active().flush()?;
     state.unflushed_messages = 0;
     state.last_flush_ms = now_ms;
     Ok(())
+}
+
+/// Fsyncs the sealed segments not yet known durable. The recovery point is left to the next
+/// `flush_sealed` (which finds them clean): storing it here, under the state lock, would take the
+/// checkpoint lock out of order.
+fn sync_pending(state: &LogState, dir: &Path) -> Result<()> {
+    let (files, _) = recovery::pending(state);
+    if files.is_empty() {
+        return Ok(());
+    }
+    for file in &files {
+        file.sync()?;
+    }
+    epochs::sync_dir(dir)
+}
+
+/// Opens the segments at `bases` (sorted). After an unclean shutdown every segment not wholly below
+/// the recovery point is scanned and cut at its first torn batch; when one before the last is cut,
+/// the later segments are deleted, since their offsets no longer follow on.
+fn open_segments(
+    dir: &Path,
+    bases: &[i64],
+    clean: bool,
+    recovery_point: i64,
+    config: &LogConfig,
+    now_ms: i64,
+) -> Result<BTreeMap<i64, Segment>> {
+    let mut segments = BTreeMap::new();
+    for (i, &base) in bases.iter().enumerate() {
+        let next_base = bases.get(i + 1).copied();
+        let recover = !clean && recovery::needs_recovery(next_base, recovery_point);
+        let path = dir.join(format!("{}.log", segment::file_stem(base)));
+        let stored = fs::metadata(&path)
+            .map_err(|e| LogError::io(&path, e))?
+            .len();
+        let segment = Segment::open(dir, base, recover, config.index_interval_bytes, now_ms)?;
+        let cut = segment.size() < stored;
+        segments.insert(base, segment);
+        if cut && next_base.is_some() {
+            for &later in &bases[i + 1..] {
+                tracing::warn!(
+                    log = %dir.display(),
+                    base_offset = later,
+                    "deleting a segment that follows a torn one"
+                );
+                segment::delete_files(&dir.join(segment::file_stem(later)))?;
+            }
+            epochs::sync_dir(dir)?;
+            // Snapshots past the new end describe batches that are gone.
+            let end = segments
+                .values()
+                .next_back()
+                .map_or(base, Segment::next_offset);
+            producer_state::delete_snapshots_above(dir, end)?;
+            break;
+        }
+    }
+    Ok(segments)
 }
 
 fn rebuild_producer_state(dir: &Path, state: &LogState) -> Result<ProducerStateTable> {
@@ -658,6 +737,7 @@ fn write_log_start(dir: &Path, offset: i64) -> Result<()> {
 }
 
 mod cleaned;
+mod recovery;
 mod replica;
 #[cfg(test)]
 mod tests;

@@ -3,9 +3,10 @@
 //!
 //! Files: `<base offset, 20 digits>.log`, `.index`, `.timeindex`. Batches are appended whole and
 //! never rewritten; only a follower's truncation cuts whole batches off the end. A segment is
-//! *sealed* when the log rolls past it: its indexes are written and its data fsynced, so a sealed
-//! segment is complete on disk. The active segment's indexes live in memory; after an unclean
-//! shutdown it is scanned, cut at the first torn or corrupt batch, and its indexes rebuilt.
+//! *sealed* when the log rolls past it: its final indexes are written. Its data and indexes are
+//! fsynced later, off the append path ([`DurableFiles`], see the log's recovery point). The active
+//! segment's indexes live in memory; after an unclean shutdown every segment not yet known durable
+//! is scanned, cut at the first torn or corrupt batch, and its indexes rebuilt.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
@@ -24,6 +25,20 @@ pub fn file_stem(base_offset: i64) -> String {
     format!("{base_offset:020}")
 }
 
+/// Removes the files of the segment at `stem` (its path without extension): the indexes first,
+/// then the data.
+pub fn delete_files(stem: &Path) -> Result<()> {
+    for ext in ["index", "timeindex"] {
+        match fs::remove_file(stem.with_extension(ext)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(LogError::io(stem.with_extension(ext), e)),
+        }
+    }
+    let log_path = stem.with_extension("log");
+    fs::remove_file(&log_path).map_err(|e| LogError::io(&log_path, e))
+}
+
 /// A segment of record batches on local disk.
 #[derive(Debug)]
 pub struct Segment {
@@ -39,6 +54,33 @@ pub struct Segment {
     bytes_since_index_entry: u64,
     index_interval: u64,
     created_at_ms: i64,
+}
+
+/// The files of a sealed segment, fsynced by [`DurableFiles::sync`] outside the log's lock.
+#[derive(Debug, Clone)]
+pub struct DurableFiles {
+    data: Arc<File>,
+    stem: PathBuf,
+}
+
+impl DurableFiles {
+    /// Fsyncs the segment's data and both index files. A segment deleted meanwhile (retention,
+    /// compaction) is not an error: its data handle stays valid and its index files are gone.
+    pub fn sync(&self) -> Result<()> {
+        let log_path = self.stem.with_extension("log");
+        self.data
+            .sync_data()
+            .map_err(|e| LogError::io(&log_path, e))?;
+        for ext in ["index", "timeindex"] {
+            let path = self.stem.with_extension(ext);
+            match File::open(&path).and_then(|f| f.sync_all()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(LogError::io(&path, e)),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Where a read found its data: a byte range of one segment file.
@@ -404,13 +446,20 @@ impl Segment {
         })
     }
 
-    /// Writes the indexes (with the final maximum timestamp) and fsyncs the data: after this the
-    /// segment is complete on disk.
+    /// Writes the indexes with the final maximum timestamp; nothing more is appended after this.
+    /// Nothing is fsynced: [`Segment::durable_files`] does that later, off the append path.
     pub fn seal(&mut self) -> Result<()> {
         let relative = (self.offset_of_max_timestamp - self.base_offset) as u32;
         self.time_index.push(self.max_timestamp, relative);
-        self.flush()?;
         self.write_indexes()
+    }
+
+    /// The segment's files, to fsync without holding the log's lock.
+    pub fn durable_files(&self) -> DurableFiles {
+        DurableFiles {
+            data: Arc::clone(&self.file),
+            stem: self.log_path.with_extension(""),
+        }
     }
 
     /// Writes both index files next to the segment.
@@ -429,15 +478,7 @@ impl Segment {
 
     /// Removes the segment's files.
     pub fn delete(&self) -> Result<()> {
-        let stem = self.log_path.with_extension("");
-        for ext in ["index", "timeindex"] {
-            match fs::remove_file(stem.with_extension(ext)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(LogError::io(stem.with_extension(ext), e)),
-            }
-        }
-        fs::remove_file(&self.log_path).map_err(|e| LogError::io(&self.log_path, e))
+        delete_files(&self.log_path.with_extension(""))
     }
 
     /// Base timestamp of the first batch, or -1 when empty.

@@ -73,9 +73,11 @@ impl CleanedSegment {
         self.segment.size()
     }
 
-    /// Seals the segment (fsync, indexes) and describes its files.
+    /// Seals the segment (indexes written, data and indexes fsynced: a swap commits only durable
+    /// files) and describes its files.
     pub fn seal(mut self) -> Result<SealedSegment> {
         self.segment.seal()?;
+        self.segment.durable_files().sync()?;
         let stem = self.dir.join(file_stem(self.segment.base_offset()));
         Ok(SealedSegment {
             base_offset: self.segment.base_offset(),

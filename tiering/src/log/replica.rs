@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 
 use super::{
     AppendOutcome, LogState, PartitionLog, flush_by_policy, rebuild_producer_state, record_epoch,
-    remove_log_start,
+    recovery, remove_log_start,
 };
 use crate::batch::{self, HEADER_SIZE};
 use crate::epochs::{self, LeaderEpochCache};
@@ -85,7 +85,7 @@ impl PartitionLog {
             state.producers.record(header);
             state.unflushed_messages += i64::from(header.records_count);
         }
-        flush_by_policy(&mut state, now_ms)?;
+        flush_by_policy(&mut state, &self.dir, now_ms)?;
         Ok(AppendOutcome {
             base_offset,
             last_offset: expected - 1,
@@ -117,6 +117,7 @@ impl PartitionLog {
     /// restarts at the log start, like [`PartitionLog::reset_to`]. The caller never truncates below
     /// the high watermark, so sealed segments being offloaded are not touched.
     pub fn truncate_to(&self, offset: i64) -> Result<()> {
+        let _checkpoint = self.checkpoint_lock();
         let mut state = self.lock();
         if offset >= state.next_offset() {
             return Ok(());
@@ -133,6 +134,7 @@ impl PartitionLog {
             let created_at_ms = state.active().created_at_ms();
             return self.reset_locked(&mut state, start, created_at_ms);
         }
+        recovery::lower(&self.dir, &mut state, new_end)?;
         producer_state::delete_snapshots_above(&self.dir, new_end)?;
         let doomed: Vec<i64> = state.segments.range(new_end..).map(|(b, _)| *b).collect();
         for base in doomed.into_iter().rev() {
@@ -163,6 +165,7 @@ impl PartitionLog {
     /// leader's local log start starts there instead of replicating what the remote tier already
     /// holds. What the remote tier holds (`set_remote_end_offset`) is kept.
     pub fn reset_to(&self, start_offset: i64, now_ms: i64) -> Result<()> {
+        let _checkpoint = self.checkpoint_lock();
         let mut state = self.lock();
         if start_offset < 0 {
             return Err(LogError::OffsetOutOfRange {
@@ -175,6 +178,7 @@ impl PartitionLog {
     }
 
     fn reset_locked(&self, state: &mut LogState, start_offset: i64, now_ms: i64) -> Result<()> {
+        recovery::lower(&self.dir, state, start_offset)?;
         epochs::remove(&self.dir)?;
         producer_state::delete_snapshots_above(&self.dir, i64::MIN)?;
         let bases: Vec<i64> = state.segments.keys().copied().collect();

@@ -380,3 +380,198 @@ proptest! {
             ends.iter().copied().filter(|e| *e <= end).collect::<Vec<_>>());
     }
 }
+
+/// Appends `count` default batches; the log rolls every few of them with `small_segments`.
+fn append_default(log: &PartitionLog, count: usize) {
+    for _ in 0..count {
+        log.append(&build_batch(TestBatch::default()), options(0))
+            .expect("append");
+    }
+}
+
+fn segment_path(dir: &Path, base: i64) -> PathBuf {
+    dir.join(format!("{}.log", crate::segment::file_stem(base)))
+}
+
+#[test]
+fn sealed_segments_become_durable_through_flush_sealed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = PartitionLog::open(dir.path(), small_segments(), 0).expect("open");
+    append_default(&log, 30);
+    assert!(log.segment_count() > 2);
+    assert_eq!(log.lock().recovery_point, i64::MIN, "a roll only seals");
+    assert_eq!(recovery::load(dir.path()), i64::MIN);
+    let active = log.lock().active().base_offset();
+    let snapshot = dir
+        .path()
+        .join(format!("{}.snapshot", crate::segment::file_stem(active)));
+    assert!(
+        !snapshot.exists(),
+        "the roll left the snapshot to the flush"
+    );
+    log.flush_sealed().expect("flush");
+    assert_eq!(log.lock().recovery_point, active);
+    assert_eq!(recovery::load(dir.path()), active);
+    assert!(snapshot.exists());
+    append_default(&log, 10);
+    log.flush_sealed().expect("flush");
+    let active = log.lock().active().base_offset();
+    assert_eq!(recovery::load(dir.path()), active);
+}
+
+#[test]
+fn a_torn_segment_before_the_last_drops_the_segments_after_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bases: Vec<i64>;
+    {
+        let log = PartitionLog::open(dir.path(), small_segments(), 0).expect("open");
+        append_default(&log, 12);
+        log.flush_sealed().expect("flush");
+        append_default(&log, 30);
+        bases = log.lock().segments.keys().copied().collect();
+        // No close, no flush: after a machine crash part of a sealed segment never reached the disk.
+    }
+    let durable = recovery::load(dir.path());
+    let torn = *bases
+        .iter()
+        .find(|b| **b >= durable)
+        .expect("a segment above the recovery point");
+    let torn_index = bases.iter().position(|b| *b == torn).expect("index");
+    assert!(torn_index + 2 < bases.len(), "segments follow the torn one");
+    let path = segment_path(dir.path(), torn);
+    let mut bytes = fs::read(&path).expect("read");
+    // A block that never reached the disk: the file keeps its length, a batch no longer its CRC.
+    let at = bytes.len() - 30;
+    bytes[at] ^= 0xff;
+    fs::write(&path, &bytes).expect("damage");
+    let log = PartitionLog::open(dir.path(), small_segments(), 0).expect("recover");
+    let end = log.log_end_offset();
+    assert!(
+        end > torn && end < bases[torn_index + 1],
+        "ends inside the torn segment: {end}"
+    );
+    assert_eq!(
+        read_all(&log, 0).len() as i64,
+        end,
+        "one record per batch, no gaps"
+    );
+    for later in &bases[torn_index + 1..] {
+        assert!(!segment_path(dir.path(), *later).exists());
+    }
+    assert_eq!(
+        log.append(&build_batch(TestBatch::default()), options(0))
+            .expect("append")
+            .base_offset,
+        end
+    );
+}
+
+#[test]
+fn truncation_lowers_the_recovery_point_before_it_rewrites() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = PartitionLog::open(dir.path(), small_segments(), 0).expect("open");
+    append_default(&log, 30);
+    log.flush_sealed().expect("flush");
+    let durable = recovery::load(dir.path());
+    assert!(durable > 10);
+    log.truncate_to(10).expect("truncate");
+    assert!(recovery::load(dir.path()) <= 10);
+    assert!(log.lock().recovery_point <= 10);
+    log.reset_to(40, 0).expect("reset");
+    assert!(
+        recovery::load(dir.path()) <= 10,
+        "a restart above it leaves it where it was"
+    );
+    append_default(&log, 20);
+    log.flush_sealed().expect("flush");
+    assert!(recovery::load(dir.path()) > 40);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// A machine crash can leave any segment not yet flushed torn, not only the last: whatever is
+    /// cut, the log recovers to a prefix of what was appended, ending at a batch boundary.
+    #[test]
+    fn a_crash_leaves_a_prefix_whichever_unflushed_segment_is_torn(
+        batches in proptest::collection::vec((1i32..6, 0usize..300), 1..60),
+        flushed_after in 0usize..60,
+        victim in 0usize..100,
+        cut in 1u64..400,
+        flip in any::<bool>(),
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = LogConfig { segment_bytes: 2_000, index_interval_bytes: 300, ..LogConfig::default() };
+        let mut ends = Vec::new();
+        let durable;
+        {
+            let log = PartitionLog::open(dir.path(), config.clone(), 0).expect("open");
+            for (i, (records, payload)) in batches.iter().enumerate() {
+                let b = build_batch(TestBatch { records: *records, payload: *payload, ..TestBatch::default() });
+                ends.push(log.append(&b, options(0)).expect("append").last_offset + 1);
+                if i == flushed_after {
+                    log.flush_sealed().expect("flush");
+                }
+            }
+            durable = log.lock().recovery_point;
+        }
+        let mut bases: Vec<i64> = fs::read_dir(dir.path()).expect("list").map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .filter_map(|p| p.file_stem()?.to_str()?.parse().ok()).collect();
+        bases.sort_unstable();
+        let exposed: Vec<i64> = bases.iter().enumerate()
+            .filter(|(i, _)| bases.get(i + 1).is_none_or(|next| *next > durable))
+            .map(|(_, b)| *b).collect();
+        let victim = exposed[victim % exposed.len()];
+        let path = segment_path(dir.path(), victim);
+        let mut bytes = fs::read(&path).expect("read");
+        if flip && !bytes.is_empty() {
+            // A bad block: the length stays, the CRC of one batch no longer matches (the last byte
+            // of a batch is a record's, inside what the CRC covers).
+            let mut ends = Vec::new();
+            let mut at = 0;
+            while at < bytes.len() {
+                at += batch::LOG_OVERHEAD + i32::from_be_bytes(bytes[at + 8..at + 12].try_into().expect("4 bytes")) as usize;
+                ends.push(at);
+            }
+            let at = ends[cut as usize % ends.len()] - 1;
+            bytes[at] ^= 0xff;
+        } else {
+            bytes.truncate(bytes.len().saturating_sub(cut as usize));
+        }
+        fs::write(&path, &bytes).expect("damage");
+        let log = PartitionLog::open(dir.path(), config, 0).expect("recover");
+        let end = log.log_end_offset();
+        prop_assert!(end == victim || ends.contains(&end), "recovered to a batch boundary");
+        prop_assert!(end >= durable.min(victim), "nothing durable lost");
+        let headers = read_all(&log, 0);
+        prop_assert_eq!(headers.iter().map(BatchHeader::next_offset).collect::<Vec<_>>(),
+            ends.iter().copied().filter(|e| *e <= end).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn flush_sealed_and_truncations_run_side_by_side() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = PartitionLog::open(dir.path(), small_segments(), 0).expect("open");
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                log.flush_sealed().expect("flush");
+            }
+        });
+        for round in 0..200 {
+            append_default(&log, 7);
+            if round % 3 == 0 {
+                let end = log.log_end_offset();
+                log.truncate_to(end - 5).expect("truncate");
+                assert!(recovery::load(dir.path()) <= end - 5);
+            }
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    log.flush_sealed().expect("flush");
+    assert!(recovery::load(dir.path()) <= log.log_end_offset());
+    assert_eq!(read_all(&log, 0).len() as i64, log.log_end_offset());
+}
