@@ -20,6 +20,7 @@ use crate::metadata::registration::{
     BrokerRecord, Registration, RegistrationError, register_embedded,
 };
 use crate::metrics_http;
+use crate::protocol::metrics::RequestMetrics;
 use crate::protocol::server;
 use crate::replication::isr::run_isr_shrinker;
 use crate::replication::proto::replication_server::ReplicationServer;
@@ -183,13 +184,21 @@ impl Running {
             Arc::clone(&self.broker),
             cancel.child_token(),
         ));
-        let registry = metrics_http::registry(&self.broker);
+        let requests = RequestMetrics::default();
+        let mut registry = metrics_http::registry(&self.broker);
+        requests.register(&mut registry);
         let metrics = tokio::spawn(metrics_http::serve(
             self.metrics_listener,
             registry,
             cancel.child_token(),
         ));
-        server::serve(self.listener, Arc::clone(&self.broker), cancel.clone()).await;
+        server::serve(
+            self.listener,
+            Arc::clone(&self.broker),
+            requests,
+            cancel.clone(),
+        )
+        .await;
         cancel.cancel();
         if housekeeping.await.is_err() {
             tracing::error!("the housekeeping task panicked");

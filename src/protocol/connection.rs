@@ -6,13 +6,16 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::ApiKey;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::dispatch::{ProtocolError, dispatch};
+use super::metrics::RequestMetrics;
 use crate::broker::Broker;
 
 /// Bytes read from the socket at a time while a frame arrives; the buffer grows with what arrives,
@@ -69,6 +72,7 @@ pub async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     broker: Arc<Broker>,
+    metrics: RequestMetrics,
     cancel: CancellationToken,
 ) {
     if let Err(e) = stream.set_nodelay(true) {
@@ -90,7 +94,15 @@ pub async fn serve_connection(
                 return;
             }
         };
-        match dispatch(&broker, frame, &client_host).await {
+        let api = frame
+            .get(0..2)
+            .and_then(|k| ApiKey::try_from(i16::from_be_bytes([k[0], k[1]])).ok());
+        let started = Instant::now();
+        let outcome = dispatch(&broker, frame, &client_host).await;
+        if let Some(api) = api {
+            metrics.observe(api, started.elapsed());
+        }
+        match outcome {
             Ok(Some(response)) => {
                 let mut out = BytesMut::with_capacity(4 + response.len());
                 out.extend_from_slice(&(response.len() as u32).to_be_bytes());

@@ -7,6 +7,7 @@ pub mod connection;
 pub mod dispatch;
 pub mod errors;
 pub mod handlers;
+pub mod metrics;
 pub mod records;
 pub mod server;
 pub mod versions;

@@ -8,14 +8,20 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::connection::serve_connection;
+use super::metrics::RequestMetrics;
 use crate::broker::Broker;
 
 /// How long shutdown waits for connections to finish the request they are handling.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Accepts connections on `listener` until `cancel` fires, then waits briefly for in-flight
-/// requests to complete.
-pub async fn serve(listener: TcpListener, broker: Arc<Broker>, cancel: CancellationToken) {
+/// requests to complete. Every request's duration goes to `metrics`.
+pub async fn serve(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    metrics: RequestMetrics,
+    cancel: CancellationToken,
+) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -23,7 +29,13 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, cancel: Cancellat
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     tracing::debug!(%peer, "accepted connection");
-                    connections.spawn(serve_connection(stream, peer, Arc::clone(&broker), cancel.clone()));
+                    connections.spawn(serve_connection(
+                        stream,
+                        peer,
+                        Arc::clone(&broker),
+                        metrics.clone(),
+                        cancel.clone(),
+                    ));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
