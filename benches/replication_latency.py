@@ -61,9 +61,12 @@ def start_etcd(workdir: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit("etcd did not start")
 
 
+TOPIC_CONFIG: dict[str, str] = {}
+
+
 def create(bootstrap: str, topic: str, replication: int) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    config = {"min.insync.replicas": str(min(2, replication))}
+    config = {"min.insync.replicas": str(min(2, replication)), **TOPIC_CONFIG}
     admin.create_topics([NewTopic(topic, 1, replication, config=config)])[topic].result(30)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -148,12 +151,14 @@ LOAD: str | None = None
 
 def load_run(bootstrap: str, topic: str, acks: str, seconds: float, rate: float) -> dict:
     """One `strata-load produce` run; its JSON summary."""
-    out = subprocess.run(
+    run = subprocess.run(
         [LOAD, "produce", "--bootstrap", bootstrap, "--topic", topic, "--acks", acks,
          "--message-bytes", str(len(VALUE)), "--duration-s", str(seconds), "--rate", str(rate),
          "--producer-config", "linger.ms=1", "--producer-config", "enable.idempotence=false",
-         "--no-progress"], check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+         "--no-progress"], capture_output=True, text=True)
+    if run.returncode != 0:
+        raise SystemExit(f"strata-load failed ({run.returncode}): {run.stderr[-2000:]}")
+    return json.loads(run.stdout.strip().splitlines()[-1])
 
 
 def load_latencies(bootstrap: str, topic: str, acks: str, rate: float, seconds: float) -> dict:
@@ -182,9 +187,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--binary", default=str(ROOT / "target" / "release" / "strata"))
     parser.add_argument("--load", help="strata-load binary: use it instead of the Python client")
+    parser.add_argument("--topic-config", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra config of both topics, e.g. remote.storage.enable=false to "
+                             "measure without offload")
     args = parser.parse_args()
     global LOAD
     LOAD = args.load
+    TOPIC_CONFIG.update(kv.split("=", 1) for kv in args.topic_config)
     if not shutil.which("etcd"):
         raise SystemExit("etcd is missing: apt-get install etcd-server")
     work = Path(tempfile.mkdtemp(prefix="strata-repl-bench-"))
