@@ -104,7 +104,7 @@ pub struct SettingsLayer {
     /// Default `flush.ms` [default: 9223372036854775807].
     #[arg(long, env = "STRATA_LOG_FLUSH_MS", allow_negative_numbers = true)]
     pub log_flush_ms: Option<i64>,
-    /// How often `flush.ms` is checked, in ms [default: 1000].
+    /// How often sealed segments are fsynced and `flush.ms` is checked, in ms [default: 1000].
     #[arg(
         long,
         env = "STRATA_LOG_FLUSH_SCHEDULER_INTERVAL_MS",
@@ -396,7 +396,7 @@ pub struct Settings {
     pub socket_request_max_bytes: usize,
     /// How often retention runs.
     pub retention_check_interval_ms: u64,
-    /// How often `flush.ms` is checked.
+    /// How often sealed segments are fsynced and `flush.ms` is checked.
     pub flush_scheduler_interval_ms: u64,
     /// Broker-level defaults of topic configs, by Kafka topic config name.
     pub topic_defaults: Vec<(&'static str, String)>,
