@@ -24,6 +24,15 @@ use tokio::sync::oneshot;
 use super::metrics::TieringMetrics;
 use crate::error::{LogError, Result};
 
+/// Chunks of one object claimed for a read-ahead GET ([`ChunkCache::claim`]).
+#[derive(Debug)]
+pub struct Claim {
+    key: String,
+    first: u64,
+    last: u64,
+    object_bytes: u64,
+}
+
 /// Sizes of the chunk cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheSettings {
@@ -63,6 +72,8 @@ pub struct ChunkCache {
     cache: HybridCache<String, Bytes>,
     store: Arc<dyn ObjectStore>,
     chunk_bytes: u64,
+    /// Chunks the memory tier holds.
+    memory_chunks: u64,
     metrics: TieringMetrics,
     /// Chunks a read-ahead stream is fetching now, so overlapping read-aheads skip them.
     streaming: Mutex<HashSet<String>>,
@@ -103,10 +114,12 @@ impl ChunkCache {
             .build()
             .await
             .map_err(io)?;
+        let chunk_bytes = settings.chunk_bytes.max(4096);
         Ok(ChunkCache {
             cache,
             store,
-            chunk_bytes: settings.chunk_bytes.max(4096),
+            chunk_bytes,
+            memory_chunks: settings.memory_bytes as u64 / chunk_bytes,
             metrics,
             streaming: Mutex::new(HashSet::new()),
         })
@@ -115,6 +128,11 @@ impl ChunkCache {
     /// The chunk size.
     pub fn chunk_bytes(&self) -> u64 {
         self.chunk_bytes
+    }
+
+    /// How many chunks the memory tier holds.
+    pub fn memory_chunks(&self) -> u64 {
+        self.memory_chunks
     }
 
     /// Chunk `index` of the object `key` of `object_bytes` bytes. On a miss, up to `span`
@@ -220,35 +238,67 @@ impl ChunkCache {
     /// again. Only one chunk is buffered at a time, so a long read-ahead costs no extra memory
     /// beyond the cache. Returns how many chunks were fetched.
     pub async fn stream(&self, key: &str, first: u64, last: u64, object_bytes: u64) -> Result<u64> {
-        let last = last.min(object_bytes.div_ceil(self.chunk_bytes));
-        let (from, to) = {
-            let mut streaming = self
-                .streaming
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let busy = |i: u64| {
-                let k = chunk_key(key, i);
-                streaming.contains(&k) || self.cache.contains(&k)
-            };
-            let from = (first..last).find(|&i| !busy(i)).unwrap_or(last);
-            let to = (from..last).find(|&i| busy(i)).unwrap_or(last);
-            for i in from..to {
-                streaming.insert(chunk_key(key, i));
-            }
-            (from, to)
-        };
-        if from == to {
-            return Ok(0);
+        match self.claim(key, first, last, object_bytes) {
+            Some(claim) => self.stream_claimed(claim).await,
+            None => Ok(0),
         }
-        let result = self.stream_run(key, from, to, object_bytes).await;
+    }
+
+    /// Claims, at once, the first run of chunks in `first..last` of `key` that are neither cached
+    /// nor claimed by another read-ahead, so that a read-ahead started later (the reader moved on
+    /// meanwhile) does not GET them too; `None` when there is nothing to fetch. The claim is
+    /// released by [`ChunkCache::stream_claimed`].
+    pub fn claim(&self, key: &str, first: u64, last: u64, object_bytes: u64) -> Option<Claim> {
+        let last = last.min(object_bytes.div_ceil(self.chunk_bytes));
         let mut streaming = self
             .streaming
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        let busy = |i: u64| {
+            let k = chunk_key(key, i);
+            streaming.contains(&k) || self.cache.contains(&k)
+        };
+        let from = (first..last).find(|&i| !busy(i)).unwrap_or(last);
+        let to = (from..last).find(|&i| busy(i)).unwrap_or(last);
         for i in from..to {
-            streaming.remove(&chunk_key(key, i));
+            streaming.insert(chunk_key(key, i));
         }
-        result.map(|()| to - from)
+        (from < to).then(|| Claim {
+            key: key.to_string(),
+            first: from,
+            last: to,
+            object_bytes,
+        })
+    }
+
+    /// Releases a claim without fetching its chunks.
+    pub fn release(&self, claim: Claim) {
+        let mut streaming = self
+            .streaming
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for i in claim.first..claim.last {
+            streaming.remove(&chunk_key(&claim.key, i));
+        }
+    }
+
+    /// Streams a claimed run with one GET (see [`ChunkCache::stream`]) and releases the claim.
+    /// Returns how many chunks were fetched.
+    pub async fn stream_claimed(&self, claim: Claim) -> Result<u64> {
+        let Claim {
+            key,
+            first,
+            last,
+            object_bytes,
+        } = claim;
+        let result = self.stream_run(&key, first, last, object_bytes).await;
+        self.release(Claim {
+            key,
+            first,
+            last,
+            object_bytes,
+        });
+        result.map(|()| last - first)
     }
 
     async fn stream_run(&self, key: &str, first: u64, last: u64, object_bytes: u64) -> Result<()> {
@@ -515,5 +565,34 @@ mod tests {
         assert_eq!(&all[..], &data[..]);
         assert_eq!(gets(), 3, "everything was cached by the streams");
         assert!(cache.stream("missing", 0, 4, 40_000).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn claimed_chunks_are_fetched_once_and_released_after() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cache, data, metrics) = counted_cache(dir.path()).await;
+        let gets = || get_count(&metrics);
+        // Chunks 0..4 claimed by one read-ahead: a later one claims only what follows.
+        let first = cache.claim("obj", 0, 4, 40_000).expect("claim");
+        assert_eq!(
+            cache.ready_ahead("obj", 0, 10),
+            4,
+            "claimed counts as on its way"
+        );
+        let second = cache.claim("obj", 0, 8, 40_000).expect("claim the rest");
+        assert!(
+            cache.claim("obj", 0, 8, 40_000).is_none(),
+            "nothing left to claim"
+        );
+        // A released claim can be claimed again; a streamed one is cached, not claimable.
+        cache.release(second);
+        let second = cache.claim("obj", 2, 8, 40_000).expect("claim again");
+        assert_eq!(cache.stream_claimed(first).await.expect("stream"), 4);
+        assert_eq!(cache.stream_claimed(second).await.expect("stream"), 4);
+        assert_eq!(gets(), 2);
+        assert!(cache.claim("obj", 0, 8, 40_000).is_none());
+        let head = cache.read("obj", 40_000, 0..32_768, 1).await.expect("read");
+        assert_eq!(&head[..], &data[..32_768]);
+        assert_eq!(gets(), 2, "read from what the claims streamed");
     }
 }

@@ -21,10 +21,11 @@ const PARSED_INDEXES: usize = 256;
 /// `read_ahead_chunks`.
 const MAX_WINDOW_FACTOR: u64 = 16;
 
-/// Where a partition's last remote read ended, and its read-ahead window.
+/// Where a partition's last remote read started and ended, and its read-ahead window.
 #[derive(Debug)]
 struct ReadState {
     key: String,
+    start: u64,
     end: u64,
     window: u64,
 }
@@ -245,6 +246,11 @@ impl RemoteReader {
     /// [`MAX_WINDOW_FACTOR`] times that), and starts over after a jump.
     fn window(&self, manifest: &Manifest, segment: &RemoteSegment, start: u64, end: u64) -> u64 {
         let base = self.read_ahead_chunks.max(1);
+        // Read-ahead beyond half the memory tier evicts its own chunks before the reader gets
+        // there (measured: the same object fetched again in 4 MiB pieces, cold replay halved).
+        let max = (base * MAX_WINDOW_FACTOR)
+            .min(self.cache.memory_chunks() / 2)
+            .max(base);
         let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
         if windows.len() >= PARSED_INDEXES {
             windows.clear();
@@ -253,17 +259,24 @@ impl RemoteReader {
             .entry((manifest.topic_id, manifest.partition))
             .or_insert_with(|| ReadState {
                 key: String::new(),
+                start: u64::MAX,
                 end: u64::MAX,
                 window: base,
             });
-        let follows = (state.key == segment.key && state.end == start)
-            || (state.key != segment.key && start == 0);
+        let same = state.key == segment.key;
+        let follows = (same && state.end == start) || (!same && start == 0);
+        // A fetch that reads the same place again (it waited for more data, or its response was
+        // lost) is still the same sequential reader: only a jump elsewhere starts over.
+        let rereads = same && (state.start..state.end).contains(&start);
         state.window = if follows {
-            (state.window * 2).min(base * MAX_WINDOW_FACTOR)
+            (state.window * 2).min(max)
+        } else if rereads {
+            state.window
         } else {
             base
         };
         state.key = segment.key.clone();
+        state.start = start;
         state.end = end;
         state.window
     }
@@ -298,20 +311,41 @@ impl RemoteReader {
         }
         // Refill in large steps: nothing while half the window ahead is fetched or on its way,
         // so each GET is long (object stores charge, and some serve, per request).
+        // Ready chunks are counted across segments: counting only the current one refilled after
+        // every read near a segment's end, one read's worth at a time (measured: 8 MiB GETs).
         let window: u64 = runs.iter().map(|(_, first, last, _)| last - first).sum();
-        let ready = runs.first().map_or(0, |(key, first, last, _)| {
-            self.cache.ready_ahead(key, *first, last - first)
-        });
+        let mut ready = 0;
+        for (key, first, last, _) in &runs {
+            let run = self.cache.ready_ahead(key, *first, last - first);
+            ready += run;
+            if run < last - first {
+                break;
+            }
+        }
         if runs.is_empty() || ready * 2 >= window {
+            return;
+        }
+        // Claimed now, streamed in the background: the next read's prefetch, which may come
+        // before the first GET ends, finds the whole window taken and does not GET it again.
+        let claims: Vec<_> = runs
+            .into_iter()
+            .filter_map(|(key, first, last, size)| self.cache.claim(&key, first, last, size))
+            .collect();
+        if claims.is_empty() {
             return;
         }
         let cache = Arc::clone(&self.cache);
         tokio::spawn(async move {
-            for (key, first, last, size) in runs {
-                if let Err(e) = cache.stream(&key, first, last, size).await {
-                    tracing::debug!(key, first, error = %e, "read-ahead failed");
-                    return;
+            let mut claims = claims.into_iter();
+            for claim in claims.by_ref() {
+                if let Err(e) = cache.stream_claimed(claim).await {
+                    tracing::debug!(error = %e, "read-ahead failed");
+                    break;
                 }
+            }
+            // After a failure, the claims not streamed are released for the reader to fetch.
+            for claim in claims {
+                cache.release(claim);
             }
         });
     }
