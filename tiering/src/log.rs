@@ -608,10 +608,7 @@ fn sync_pending(state: &LogState, dir: &Path) -> Result<()> {
     if files.is_empty() {
         return Ok(());
     }
-    for file in &files {
-        file.sync()?;
-    }
-    epochs::sync_dir(dir)
+    recovery::sync_files(dir, &files)
 }
 
 /// Opens the segments at `bases` (sorted). After an unclean shutdown every segment not wholly below

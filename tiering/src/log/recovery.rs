@@ -53,23 +53,32 @@ pub(super) fn store(dir: &Path, offset: i64) -> Result<()> {
     sync_dir(dir)
 }
 
-/// Whether a segment starting at `base`, followed by one at `next_base` (none: the active
-/// segment), must be scanned after an unclean shutdown.
+/// Whether a segment followed by one starting at `next_base` (none: the active segment) must be
+/// scanned after an unclean shutdown.
 pub(super) fn needs_recovery(next_base: Option<i64>, recovery_point: i64) -> bool {
     next_base.is_none_or(|next| next > recovery_point)
 }
 
-/// The sealed segments not yet known durable, and the offset the recovery point may move to once
-/// they are fsynced (the active segment's base).
+/// The sealed segments not yet known durable (a suffix of the sealed ones, newest first), and the
+/// offset the recovery point may move to once they are fsynced (the active segment's base).
 pub(super) fn pending(state: &LogState) -> (Vec<DurableFiles>, i64) {
     let active_base = state.active().base_offset();
     let files = state
         .segments
         .range(..active_base)
-        .filter(|(_, s)| s.next_offset() > state.recovery_point)
+        .rev()
+        .take_while(|(_, s)| s.next_offset() > state.recovery_point)
         .map(|(_, s)| s.durable_files())
         .collect();
     (files, active_base)
+}
+
+/// Fsyncs `files` and then the log's directory (new segment files' names).
+pub(super) fn sync_files(dir: &Path, files: &[DurableFiles]) -> Result<()> {
+    for file in files {
+        file.sync()?;
+    }
+    sync_dir(dir)
 }
 
 /// Lowers the recovery point to `offset` (stored before the caller changes any file) and drops a
@@ -100,10 +109,7 @@ impl PartitionLog {
         if files.is_empty() {
             return Ok(());
         }
-        for file in &files {
-            file.sync()?;
-        }
-        sync_dir(&self.dir)?;
+        sync_files(&self.dir, &files)?;
         store(&self.dir, end)?;
         let mut state = self.lock();
         state.recovery_point = state.recovery_point.max(end);

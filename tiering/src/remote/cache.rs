@@ -232,18 +232,6 @@ impl ChunkCache {
             .count() as u64
     }
 
-    /// Read-ahead: fetches the chunks `first..last` of `key` that are neither cached nor already
-    /// being fetched, with one streaming GET, and caches each chunk the moment its bytes have
-    /// arrived. A reader asking for one of them meanwhile waits for it instead of fetching it
-    /// again. Only one chunk is buffered at a time, so a long read-ahead costs no extra memory
-    /// beyond the cache. Returns how many chunks were fetched.
-    pub async fn stream(&self, key: &str, first: u64, last: u64, object_bytes: u64) -> Result<u64> {
-        match self.claim(key, first, last, object_bytes) {
-            Some(claim) => self.stream_claimed(claim).await,
-            None => Ok(0),
-        }
-    }
-
     /// Claims, at once, the first run of chunks in `first..last` of `key` that are neither cached
     /// nor claimed by another read-ahead, so that a read-ahead started later (the reader moved on
     /// meanwhile) does not GET them too; `None` when there is nothing to fetch. The claim is
@@ -282,8 +270,10 @@ impl ChunkCache {
         }
     }
 
-    /// Streams a claimed run with one GET (see [`ChunkCache::stream`]) and releases the claim.
-    /// Returns how many chunks were fetched.
+    /// Read-ahead: fetches a claimed run with one streaming GET, caches each chunk the moment its
+    /// bytes have arrived, and releases the claim. A reader asking for one of the chunks meanwhile
+    /// waits for it instead of fetching it again. Only one chunk is buffered at a time, so a long
+    /// read-ahead costs no extra memory beyond the cache. Returns how many chunks were fetched.
     pub async fn stream_claimed(&self, claim: Claim) -> Result<u64> {
         let Claim {
             key,
@@ -540,6 +530,20 @@ mod tests {
         assert_eq!(gets(), 2);
     }
 
+    /// Claims what is free in `first..last` and streams it, as the reader's read-ahead does.
+    async fn stream(
+        cache: &ChunkCache,
+        key: &str,
+        first: u64,
+        last: u64,
+        size: u64,
+    ) -> Result<u64> {
+        match cache.claim(key, first, last, size) {
+            Some(claim) => cache.stream_claimed(claim).await,
+            None => Ok(0),
+        }
+    }
+
     #[tokio::test]
     async fn a_read_ahead_stream_caches_every_chunk_with_one_get() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -549,22 +553,22 @@ mod tests {
         // A run stops at a cached chunk: chunks 0 and 1, then (skipping the cached chunk 2)
         // 3 to the end, one GET each; then nothing is left to fetch.
         assert_eq!(
-            cache.stream("obj", 0, 100, 40_000).await.expect("stream"),
+            stream(&cache, "obj", 0, 100, 40_000).await.expect("stream"),
             2
         );
         assert_eq!(
-            cache.stream("obj", 0, 100, 40_000).await.expect("stream"),
+            stream(&cache, "obj", 0, 100, 40_000).await.expect("stream"),
             7
         );
         assert_eq!(
-            cache.stream("obj", 0, 100, 40_000).await.expect("stream"),
+            stream(&cache, "obj", 0, 100, 40_000).await.expect("stream"),
             0
         );
         assert_eq!(gets(), 3);
         let all = cache.read("obj", 40_000, 0..40_000, 1).await.expect("read");
         assert_eq!(&all[..], &data[..]);
         assert_eq!(gets(), 3, "everything was cached by the streams");
-        assert!(cache.stream("missing", 0, 4, 40_000).await.is_err());
+        assert!(stream(&cache, "missing", 0, 4, 40_000).await.is_err());
     }
 
     #[tokio::test]
