@@ -2,7 +2,8 @@
 //! GETs and kept in a `foyer` hybrid cache (memory, then local disk). Concurrent misses on one
 //! chunk share one GET, and a miss may fetch a span of consecutive chunks in that one GET (a
 //! sequential reader's next chunks): fewer, larger requests, which is what object stores bill and
-//! serve best.
+//! serve best. A read-ahead claims the rest of a segment and streams it in one GET, paced by its
+//! reader ([`super::pace`]).
 
 use std::collections::{HashSet, VecDeque};
 use std::ops::Range;
@@ -22,15 +23,23 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::sync::oneshot;
 
 use super::metrics::TieringMetrics;
+use super::pace::{PaceGate, Paces};
 use crate::error::{LogError, Result};
 
-/// Chunks of one object claimed for a read-ahead GET ([`ChunkCache::claim`]).
+/// Chunks of one object claimed for a read-ahead GET ([`ChunkCache::claim`]), with the pace the
+/// GET delivers them at.
 #[derive(Debug)]
 pub struct Claim {
     key: String,
     first: u64,
     last: u64,
     object_bytes: u64,
+    gate: PaceGate,
+    /// The pending cache fetch of each chunk, completed by the stream: a reader asking for a
+    /// claimed chunk joins it. A chunk the stream does not deliver fails its fetch, and the
+    /// reader fetches it itself.
+    pending: VecDeque<oneshot::Sender<Bytes>>,
+    fetches: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Sizes of the chunk cache.
@@ -53,6 +62,11 @@ fn chunk_key(key: &str, index: u64) -> String {
 /// The foyer disk engine's block size; the disk cache is at least two blocks.
 const DISK_BLOCK_BYTES: usize = 16 << 20;
 
+/// Chunks evicted from memory that may wait to be written to disk; foyer drops what comes beyond
+/// (its default, 16 MiB, is four chunks: a replay faster than one disk write dropped chunks that
+/// a second replay then fetched again).
+const DISK_QUEUE_BYTES: usize = 64 << 20;
+
 #[derive(Debug)]
 struct EvictionCounter(Counter);
 
@@ -67,6 +81,41 @@ impl EventListener for EvictionCounter {
     }
 }
 
+/// Chunks one shard of the memory tier holds at least. Each shard evicts on its own, and chunks
+/// land in shards by hash: with foyer's default of 8 shards a 64 MiB tier of 4 MiB chunks held
+/// two chunks a shard, so a read-ahead of a few chunks evicted its own (measured: the same ranges
+/// fetched again and again). Chunks are large, so one lock per 64 of them is no contention.
+const CHUNKS_PER_SHARD: u64 = 64;
+
+/// How many shards the memory tier gets: at most foyer's default of 8.
+fn memory_shards(memory_bytes: usize, chunk_bytes: u64) -> usize {
+    let chunks = memory_bytes as u64 / chunk_bytes.max(1);
+    (chunks / CHUNKS_PER_SHARD).clamp(1, 8) as usize
+}
+
+/// Whether files in `dir` open for direct I/O (tmpfs, for one, refuses it).
+fn direct_io_works(dir: &std::path::Path) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let probe = dir.join(".direct-io-probe");
+        let opened = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&probe)
+            .is_ok();
+        let _ = std::fs::remove_file(&probe);
+        opened
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = dir;
+        false
+    }
+}
+
 /// Chunks of remote objects, cached.
 pub struct ChunkCache {
     cache: HybridCache<String, Bytes>,
@@ -77,6 +126,8 @@ pub struct ChunkCache {
     metrics: TieringMetrics,
     /// Chunks a read-ahead stream is fetching now, so overlapping read-aheads skip them.
     streaming: Mutex<HashSet<String>>,
+    /// How far each read-ahead stream may deliver.
+    paces: Paces,
 }
 
 impl std::fmt::Debug for ChunkCache {
@@ -100,17 +151,30 @@ impl ChunkCache {
         std::fs::create_dir_all(&settings.disk_dir)
             .map_err(|e| LogError::io(&settings.disk_dir, e))?;
         let disk = settings.disk_bytes.max(2 * DISK_BLOCK_BYTES);
+        // Direct I/O: a chunk written to the disk tier is not copied into the page cache too
+        // (measured: that copy took 45% of the broker's CPU in a cold replay).
+        let direct = direct_io_works(&settings.disk_dir);
+        if !direct {
+            tracing::info!(dir = %settings.disk_dir.display(), "the chunk cache's disk does not take direct I/O; it goes through the page cache");
+        }
         let device = FsDeviceBuilder::new(&settings.disk_dir)
             .with_capacity(disk)
+            .with_direct(direct)
             .build()
             .map_err(io)?;
         let cache = HybridCacheBuilder::new()
             .with_name("strata-chunks")
             .with_event_listener(Arc::new(EvictionCounter(metrics.cache_evictions.clone())))
             .memory(settings.memory_bytes.max(1))
+            .with_shards(memory_shards(settings.memory_bytes, settings.chunk_bytes))
             .with_weighter(|key: &String, value: &Bytes| key.len() + value.len())
             .storage()
-            .with_engine_config(BlockEngineConfig::new(device).with_block_size(DISK_BLOCK_BYTES))
+            .with_engine_config(
+                BlockEngineConfig::new(device)
+                    .with_block_size(DISK_BLOCK_BYTES)
+                    .with_buffer_pool_size(DISK_QUEUE_BYTES)
+                    .with_submit_queue_size_threshold(DISK_QUEUE_BYTES),
+            )
             .build()
             .await
             .map_err(io)?;
@@ -122,6 +186,7 @@ impl ChunkCache {
             memory_chunks: settings.memory_bytes as u64 / chunk_bytes,
             metrics,
             streaming: Mutex::new(HashSet::new()),
+            paces: Paces::default(),
         })
     }
 
@@ -163,15 +228,53 @@ impl ChunkCache {
             span_end = (next_start + self.chunk_bytes).min(object_bytes);
         }
         let fetched = Arc::new(AtomicBool::new(false));
+        let mut entry = self
+            .fetch_span(key, index, span_end, Arc::clone(&fetched))
+            .await;
+        if entry.is_err() && !fetched.load(Ordering::Relaxed) {
+            // It joined a read-ahead that ended before this chunk (its reader jumped, or it was
+            // held back too long): fetch it here.
+            entry = self
+                .fetch_span(key, index, span_end, Arc::clone(&fetched))
+                .await;
+        }
+        if fetched.load(Ordering::Relaxed) {
+            let chunks = (span_end - start).div_ceil(self.chunk_bytes);
+            self.metrics.cache_misses.inc_by(chunks);
+        } else {
+            self.metrics.cache_hits.inc();
+        }
+        match entry {
+            Ok(entry) => Ok(entry),
+            Err(e) => Err(LogError::object_store(
+                key,
+                object_store::Error::Generic {
+                    store: "chunk cache",
+                    source: e.to_string().into(),
+                },
+            )),
+        }
+    }
+
+    /// Chunk `index` of `key` from the cache, or, if nobody is fetching it, with one GET of the
+    /// chunks `index..` up to byte `span_end` (the others cached too); `fetched` tells which.
+    async fn fetch_span(
+        &self,
+        key: &str,
+        index: u64,
+        span_end: u64,
+        fetched: Arc<AtomicBool>,
+    ) -> std::result::Result<Bytes, foyer::Error> {
+        let start = index * self.chunk_bytes;
+        let end = (start + self.chunk_bytes).min(span_end);
         let store = Arc::clone(&self.store);
         let path = Path::from(key);
-        let flag = Arc::clone(&fetched);
         let cache = self.cache.clone();
         let (chunk_bytes, object_key) = (self.chunk_bytes, key.to_string());
         let entry = self
             .cache
             .get_or_fetch(&chunk_key(key, index), move || async move {
-                flag.store(true, Ordering::Relaxed);
+                fetched.store(true, Ordering::Relaxed);
                 let bytes = store.get_range(&path, start..span_end).await?;
                 if bytes.len() as u64 != span_end - start {
                     return Err(object_store::Error::Generic {
@@ -200,44 +303,23 @@ impl ChunkCache {
                 Ok::<_, object_store::Error>(bytes.slice(..(end - start) as usize))
             })
             .await;
-        if fetched.load(Ordering::Relaxed) {
-            let chunks = (span_end - start).div_ceil(self.chunk_bytes);
-            self.metrics.cache_misses.inc_by(chunks);
-        } else {
-            self.metrics.cache_hits.inc();
-        }
-        match entry {
-            Ok(entry) => Ok(entry.value().clone()),
-            Err(e) => Err(LogError::object_store(
-                key,
-                object_store::Error::Generic {
-                    store: "chunk cache",
-                    source: e.to_string().into(),
-                },
-            )),
-        }
+        entry.map(|e| e.value().clone())
     }
 
-    /// How many chunks from `first` on (at most `max`) are cached or being fetched, in a row.
-    pub fn ready_ahead(&self, key: &str, first: u64, max: u64) -> u64 {
-        let streaming = self
-            .streaming
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        (first..first + max)
-            .take_while(|&i| {
-                let k = chunk_key(key, i);
-                streaming.contains(&k) || self.cache.contains(&k)
-            })
-            .count() as u64
-    }
-
-    /// Claims, at once, the first run of chunks in `first..last` of `key` that are neither cached
-    /// nor claimed by another read-ahead, so that a read-ahead started later (the reader moved on
-    /// meanwhile) does not GET them too; `None` when there is nothing to fetch. The claim is
-    /// released by [`ChunkCache::stream_claimed`].
-    pub fn claim(&self, key: &str, first: u64, last: u64, object_bytes: u64) -> Option<Claim> {
-        let last = last.min(object_bytes.div_ceil(self.chunk_bytes));
+    /// Claims, at once, the rest of a segment for a read-ahead: from the first chunk in `window`
+    /// that is neither cached nor claimed by another read-ahead, up to chunk `until` (or the first
+    /// chunk taken before it), so that a read-ahead started later does not GET them too; `None`
+    /// when the window holds nothing to fetch. The GET delivers only as far as the reader's
+    /// window reaches (`window.end` for now; see [`super::pace`]). The claim is released by
+    /// [`ChunkCache::stream_claimed`] or [`ChunkCache::release`].
+    pub fn claim(
+        &self,
+        key: &str,
+        window: Range<u64>,
+        until: u64,
+        object_bytes: u64,
+    ) -> Option<Claim> {
+        let until = until.min(object_bytes.div_ceil(self.chunk_bytes));
         let mut streaming = self
             .streaming
             .lock()
@@ -246,21 +328,55 @@ impl ChunkCache {
             let k = chunk_key(key, i);
             streaming.contains(&k) || self.cache.contains(&k)
         };
-        let from = (first..last).find(|&i| !busy(i)).unwrap_or(last);
-        let to = (from..last).find(|&i| busy(i)).unwrap_or(last);
-        for i in from..to {
-            streaming.insert(chunk_key(key, i));
+        let from = window.clone().find(|&i| !busy(i))?;
+        let to = (from..until).find(|&i| busy(i)).unwrap_or(until);
+        if from >= to {
+            return None;
         }
-        (from < to).then(|| Claim {
+        let mut pending = VecDeque::new();
+        let mut fetches = Vec::new();
+        for index in from..to {
+            let chunk = chunk_key(key, index);
+            // Registered now, not in the stream's task: a reader coming for the chunk before
+            // that task runs must find the fetch to join, or it GETs the chunk a second time.
+            let (tx, rx) = oneshot::channel::<Bytes>();
+            let fetch = self.cache.get_or_fetch(&chunk, move || async move {
+                rx.await.map_err(|_| object_store::Error::Generic {
+                    store: "chunk cache",
+                    source: "the read-ahead stream ended before this chunk".into(),
+                })
+            });
+            pending.push_back(tx);
+            fetches.push(tokio::spawn(async move {
+                let _ = fetch.await;
+            }));
+            streaming.insert(chunk);
+        }
+        let reach = window.end - window.start;
+        Some(Claim {
             key: key.to_string(),
             first: from,
             last: to,
             object_bytes,
+            gate: self.paces.start(key, window.end, reach),
+            pending,
+            fetches,
         })
     }
 
-    /// Releases a claim without fetching its chunks.
-    pub fn release(&self, claim: Claim) {
+    /// The reader's window now reaches chunk `upto` (exclusive) of `key`: read-ahead streams of
+    /// `key` may deliver that far.
+    pub fn allow(&self, key: &str, upto: u64) {
+        self.paces.allow(key, upto);
+    }
+
+    /// Releases a claim: its chunks not fetched by now are free to fetch again, once their
+    /// pending fetches have failed (a claim made sooner would join those).
+    pub async fn release(&self, mut claim: Claim) {
+        claim.pending.clear();
+        for fetch in claim.fetches.drain(..) {
+            let _ = fetch.await;
+        }
         let mut streaming = self
             .streaming
             .lock()
@@ -268,70 +384,48 @@ impl ChunkCache {
         for i in claim.first..claim.last {
             streaming.remove(&chunk_key(&claim.key, i));
         }
+        drop(streaming);
+        self.paces.finish(claim.gate);
     }
 
     /// Read-ahead: fetches a claimed run with one streaming GET, caches each chunk the moment its
-    /// bytes have arrived, and releases the claim. A reader asking for one of the chunks meanwhile
-    /// waits for it instead of fetching it again. Only one chunk is buffered at a time, so a long
-    /// read-ahead costs no extra memory beyond the cache. Returns how many chunks were fetched.
-    pub async fn stream_claimed(&self, claim: Claim) -> Result<u64> {
-        let Claim {
-            key,
-            first,
-            last,
-            object_bytes,
-        } = claim;
-        let result = self.stream_run(&key, first, last, object_bytes).await;
-        self.release(Claim {
-            key,
-            first,
-            last,
-            object_bytes,
-        });
-        result.map(|()| last - first)
-    }
-
-    async fn stream_run(&self, key: &str, first: u64, last: u64, object_bytes: u64) -> Result<()> {
-        // One pending cache fetch per chunk, completed by the stream below: concurrent readers of
-        // a chunk join its pending fetch.
-        let mut pending: VecDeque<oneshot::Sender<Bytes>> = VecDeque::new();
-        let mut fetches = Vec::new();
-        for index in first..last {
-            let (tx, rx) = oneshot::channel::<Bytes>();
-            pending.push_back(tx);
-            let cache = self.cache.clone();
-            let chunk = chunk_key(key, index);
-            fetches.push(tokio::spawn(async move {
-                let _ = cache
-                    .get_or_fetch(&chunk, move || async move {
-                        rx.await.map_err(|_| object_store::Error::Generic {
-                            store: "chunk cache",
-                            source: "the read-ahead stream failed".into(),
-                        })
-                    })
-                    .await;
-            }));
+    /// bytes have arrived and its reader's window reaches it, and releases the claim. A reader
+    /// asking for one of the chunks meanwhile waits for it instead of fetching it again. Only one
+    /// chunk is buffered at a time, so a long read-ahead costs no memory beyond the cache.
+    /// Returns how many chunks were delivered: fewer than claimed if the stream was stopped.
+    pub async fn stream_claimed(&self, mut claim: Claim) -> Result<u64> {
+        let pending = std::mem::take(&mut claim.pending);
+        let fetches = std::mem::take(&mut claim.fetches);
+        let streamed = self
+            .fill(
+                &claim.key,
+                claim.first..claim.last,
+                claim.object_bytes,
+                pending,
+                &mut claim.gate,
+            )
+            .await;
+        if let Ok(delivered) = &streamed {
+            self.metrics.cache_misses.inc_by(*delivered);
         }
-        self.metrics.cache_misses.inc_by(last - first);
-        let streamed = self.fill(key, first, last, object_bytes, pending).await;
         // Every chunk is cached (or its fetch failed) before the run is released.
-        for fetch in fetches {
-            let _ = fetch.await;
-        }
+        claim.fetches = fetches;
+        self.release(claim).await;
         streamed
     }
 
-    /// Streams chunks `first..last` of `key`, sending each to the next of `pending`.
+    /// Streams `chunks` of `key`, sending each to the next of `pending` when `gate` lets it;
+    /// returns how many were sent (all, unless the gate stopped the stream).
     async fn fill(
         &self,
         key: &str,
-        first: u64,
-        last: u64,
+        chunks: Range<u64>,
         object_bytes: u64,
         mut pending: VecDeque<oneshot::Sender<Bytes>>,
-    ) -> Result<()> {
-        let start = first * self.chunk_bytes;
-        let end = (last * self.chunk_bytes).min(object_bytes);
+        gate: &mut PaceGate,
+    ) -> Result<u64> {
+        let start = chunks.start * self.chunk_bytes;
+        let end = (chunks.end * self.chunk_bytes).min(object_bytes);
         let options = GetOptions {
             range: Some(GetRange::Bounded(start..end)),
             ..GetOptions::default()
@@ -353,12 +447,18 @@ impl ChunkCache {
                 let complete = if buffer.is_empty() && take.len() == need {
                     take
                 } else {
+                    // One allocation per chunk, not a copy per doubling.
+                    buffer.reserve(need);
                     buffer.extend_from_slice(&take);
                     if buffer.len() < (chunk_end - position) as usize {
                         continue;
                     }
                     buffer.split().freeze()
                 };
+                let index = position / self.chunk_bytes;
+                if !gate.turn(index).await {
+                    return Ok(index - chunks.start);
+                }
                 position = chunk_end;
                 if let Some(tx) = pending.pop_front() {
                     let _ = tx.send(complete);
@@ -371,7 +471,7 @@ impl ChunkCache {
                 reason: format!("the object ended at {position}, before {end}"),
             });
         }
-        Ok(())
+        Ok(chunks.end - chunks.start)
     }
 
     /// Bytes `range` of the object `key`, assembled from cached chunks; a miss fetches up to
@@ -396,6 +496,7 @@ impl ChunkCache {
         if range.is_empty() {
             return Ok(Bytes::new());
         }
+        self.need(key, first, last);
         if first == last {
             let chunk = self.chunk(key, first, object_bytes, span).await?;
             let offset = first * self.chunk_bytes;
@@ -412,6 +513,24 @@ impl ChunkCache {
         Ok(out.freeze())
     }
 
+    /// A reader needs chunks `first..=last` of `key`: a read-ahead that claimed the first of them
+    /// not cached yet delivers them now (or ends, if the reader jumped past its window).
+    fn need(&self, key: &str, first: u64, last: u64) {
+        let waiting = {
+            let streaming = self
+                .streaming
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            (first..=last).find(|&i| {
+                let k = chunk_key(key, i);
+                streaming.contains(&k) && !self.cache.contains(&k)
+            })
+        };
+        if let Some(index) = waiting {
+            self.paces.need(key, index, last);
+        }
+    }
+
     /// Flushes and closes the disk cache.
     pub async fn close(&self) {
         if let Err(e) = self.cache.close().await {
@@ -421,182 +540,4 @@ impl ChunkCache {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use object_store::PutPayload;
-    use object_store::memory::InMemory;
-
-    async fn test_cache(
-        dir: &std::path::Path,
-        store: Arc<dyn ObjectStore>,
-        chunk: u64,
-    ) -> ChunkCache {
-        let settings = CacheSettings {
-            memory_bytes: 1 << 20,
-            disk_bytes: 32 << 20,
-            disk_dir: dir.to_path_buf(),
-            chunk_bytes: chunk,
-        };
-        ChunkCache::open(&settings, store, TieringMetrics::default())
-            .await
-            .expect("cache")
-    }
-
-    #[tokio::test]
-    async fn ranges_spanning_chunks_read_back_exactly_and_hit_the_cache() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        let data: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
-        store
-            .put(&Path::from("obj"), PutPayload::from(data.clone()))
-            .await
-            .expect("put");
-        let cache = test_cache(dir.path(), store, 4096).await;
-        for range in [
-            0..10,
-            4090..4200,
-            4096..8192,
-            100..30_000,
-            49_999..50_000,
-            7..7,
-        ] {
-            let got = cache
-                .read("obj", 50_000, range.clone(), 1)
-                .await
-                .expect("read");
-            assert_eq!(
-                &got[..],
-                &data[range.start as usize..range.end as usize],
-                "{range:?}"
-            );
-        }
-        let misses = cache.metrics.cache_misses.get();
-        cache
-            .read("obj", 50_000, 100..30_000, 1)
-            .await
-            .expect("again");
-        assert_eq!(
-            cache.metrics.cache_misses.get(),
-            misses,
-            "a second read is served from the cache"
-        );
-        assert!(cache.metrics.cache_hits.get() > 0);
-        assert!(cache.read("obj", 50_000, 0..50_001, 1).await.is_err());
-        assert!(cache.read("missing", 10, 0..5, 1).await.is_err());
-    }
-
-    /// A cache of 4 KiB chunks over a 40,000-byte object "obj", with request counters.
-    async fn counted_cache(dir: &std::path::Path) -> (ChunkCache, Vec<u8>, TieringMetrics) {
-        let metrics = TieringMetrics::default();
-        let store: Arc<dyn ObjectStore> = Arc::new(super::super::store::HookedStore::new(
-            Arc::new(InMemory::new()),
-            Arc::new(metrics.clone()),
-        ));
-        let data: Vec<u8> = (0..40_000u32).map(|i| (i % 253) as u8).collect();
-        store
-            .put(&Path::from("obj"), PutPayload::from(data.clone()))
-            .await
-            .expect("put");
-        (test_cache(dir, store, 4096).await, data, metrics)
-    }
-
-    fn get_count(metrics: &TieringMetrics) -> u64 {
-        metrics
-            .object_store_requests
-            .get_or_create(&super::super::metrics::OperationLabels {
-                operation: "GET".into(),
-            })
-            .get()
-    }
-
-    #[tokio::test]
-    async fn a_miss_fetches_a_span_of_chunks_in_one_get() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (cache, data, metrics) = counted_cache(dir.path()).await;
-        let gets = || get_count(&metrics);
-        // Chunks 0..4 in one GET; reading them all back costs nothing more.
-        let first = cache.read("obj", 40_000, 0..100, 4).await.expect("read");
-        assert_eq!(&first[..], &data[..100]);
-        assert_eq!((gets(), cache.metrics.cache_misses.get()), (1, 4));
-        let four = cache.read("obj", 40_000, 0..16_384, 4).await.expect("read");
-        assert_eq!(&four[..], &data[..16_384]);
-        assert_eq!(gets(), 1, "the span was cached whole");
-        // A span stops at the object's end (chunk 9 is the last, 3,136 bytes).
-        let tail = cache
-            .read("obj", 40_000, 32_768..40_000, 8)
-            .await
-            .expect("tail");
-        assert_eq!(&tail[..], &data[32_768..]);
-        assert_eq!(gets(), 2);
-    }
-
-    /// Claims what is free in `first..last` and streams it, as the reader's read-ahead does.
-    async fn stream(
-        cache: &ChunkCache,
-        key: &str,
-        first: u64,
-        last: u64,
-        size: u64,
-    ) -> Result<u64> {
-        match cache.claim(key, first, last, size) {
-            Some(claim) => cache.stream_claimed(claim).await,
-            None => Ok(0),
-        }
-    }
-
-    #[tokio::test]
-    async fn a_read_ahead_stream_caches_every_chunk_with_one_get() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (cache, data, metrics) = counted_cache(dir.path()).await;
-        let gets = || get_count(&metrics);
-        cache.chunk("obj", 2, 40_000, 1).await.expect("chunk 2");
-        // A run stops at a cached chunk: chunks 0 and 1, then (skipping the cached chunk 2)
-        // 3 to the end, one GET each; then nothing is left to fetch.
-        assert_eq!(
-            stream(&cache, "obj", 0, 100, 40_000).await.expect("stream"),
-            2
-        );
-        assert_eq!(
-            stream(&cache, "obj", 0, 100, 40_000).await.expect("stream"),
-            7
-        );
-        assert_eq!(
-            stream(&cache, "obj", 0, 100, 40_000).await.expect("stream"),
-            0
-        );
-        assert_eq!(gets(), 3);
-        let all = cache.read("obj", 40_000, 0..40_000, 1).await.expect("read");
-        assert_eq!(&all[..], &data[..]);
-        assert_eq!(gets(), 3, "everything was cached by the streams");
-        assert!(stream(&cache, "missing", 0, 4, 40_000).await.is_err());
-    }
-
-    #[tokio::test]
-    async fn claimed_chunks_are_fetched_once_and_released_after() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (cache, data, metrics) = counted_cache(dir.path()).await;
-        let gets = || get_count(&metrics);
-        // Chunks 0..4 claimed by one read-ahead: a later one claims only what follows.
-        let first = cache.claim("obj", 0, 4, 40_000).expect("claim");
-        assert_eq!(
-            cache.ready_ahead("obj", 0, 10),
-            4,
-            "claimed counts as on its way"
-        );
-        let second = cache.claim("obj", 0, 8, 40_000).expect("claim the rest");
-        assert!(
-            cache.claim("obj", 0, 8, 40_000).is_none(),
-            "nothing left to claim"
-        );
-        // A released claim can be claimed again; a streamed one is cached, not claimable.
-        cache.release(second);
-        let second = cache.claim("obj", 2, 8, 40_000).expect("claim again");
-        assert_eq!(cache.stream_claimed(first).await.expect("stream"), 4);
-        assert_eq!(cache.stream_claimed(second).await.expect("stream"), 4);
-        assert_eq!(gets(), 2);
-        assert!(cache.claim("obj", 0, 8, 40_000).is_none());
-        let head = cache.read("obj", 40_000, 0..32_768, 1).await.expect("read");
-        assert_eq!(&head[..], &data[..32_768]);
-        assert_eq!(gets(), 2, "read from what the claims streamed");
-    }
-}
+mod tests;

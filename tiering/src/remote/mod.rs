@@ -47,11 +47,14 @@
 //! byte position, and whole batches are read from fixed-size chunks fetched with ranged GETs
 //! through a `foyer` hybrid (memory + disk) cache. Every batch read remotely is checked against
 //! its CRC before it is served. After each read the next chunks are prefetched, continuing into
-//! the next segment. Readers never LIST the bucket: the manifest names every object.
+//! the next segment, by one GET of the rest of each segment that delivers chunks only as far as
+//! the reader's window reaches ([`pace`]). Readers never LIST the bucket: the manifest names every
+//! object.
 
 pub mod cache;
 pub mod manifest;
 pub mod metrics;
+pub mod pace;
 pub mod partition;
 pub mod paths;
 pub mod pointer;

@@ -34,11 +34,23 @@ impl Fixture {
 
     /// A fresh tier (new, empty cache) over the same bucket and pointers.
     async fn tier(&self, cache_dir: &str) -> Arc<RemoteTier> {
-        let store: Arc<dyn ObjectStore> =
-            Arc::new(HookedStore::new(self.raw.clone(), Arc::clone(&self.switch)));
+        self.tier_with(cache_dir, 1 << 20).await.0
+    }
+
+    /// A fresh tier whose cache keeps `memory_bytes` in memory, and the metrics that count its
+    /// requests.
+    async fn tier_with(
+        &self,
+        cache_dir: &str,
+        memory_bytes: usize,
+    ) -> (Arc<RemoteTier>, TieringMetrics) {
         let metrics = TieringMetrics::default();
+        let failing: Arc<dyn ObjectStore> =
+            Arc::new(HookedStore::new(self.raw.clone(), Arc::clone(&self.switch)));
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(HookedStore::new(failing, Arc::new(metrics.clone())));
         let settings = CacheSettings {
-            memory_bytes: 1 << 20,
+            memory_bytes,
             disk_bytes: 32 << 20,
             disk_dir: self.dir.path().join(cache_dir),
             chunk_bytes: 4096,
@@ -48,7 +60,7 @@ impl Fixture {
                 .await
                 .expect("cache"),
         );
-        Arc::new(RemoteTier {
+        let tier = Arc::new(RemoteTier {
             store: Arc::clone(&store),
             prefix: "test".into(),
             pointers: self.pointers.clone(),
@@ -57,9 +69,10 @@ impl Fixture {
                 store,
                 part_bytes: 8 * 1024,
                 limiter: RateLimiter::new(0),
-                metrics,
+                metrics: metrics.clone(),
             },
-        })
+        });
+        (tier, metrics)
     }
 
     fn log(&self, name: &str, start: i64) -> PartitionLog {
@@ -180,6 +193,45 @@ async fn offloaded_segments_read_back_identically_and_only_then_leave_local_disk
     let fresh = f.log("p0-fresh", end);
     assert_eq!(fresh.log_end_offset(), end);
     assert_eq!(read_remote(&again, 0, end).await, from_bucket);
+}
+
+#[tokio::test]
+async fn a_sequential_replay_gets_each_segment_once() {
+    let f = Fixture::new();
+    let log = PartitionLog::open_at(
+        &f.dir.path().join("p0"),
+        LogConfig {
+            segment_bytes: 40_000,
+            ..config()
+        },
+        0,
+        0,
+    )
+    .expect("log");
+    let original = fill(&log, 500);
+    let (writer, _) = f.tier_with("c1", 1 << 20).await;
+    let remote = RemotePartition::open(writer, f.topic, 0)
+        .await
+        .expect("open");
+    remote.offload(&log, 0, i64::MAX, 0).await.expect("offload");
+    let segments = remote.manifest().await.segments.len() as u64;
+    assert!(segments >= 5, "{segments} segments");
+    // A reader whose memory tier (16 chunks of 4 KiB) holds less than a segment (10 chunks)
+    // plus the window: the read-ahead must follow the reader, not run ahead of it.
+    let (tier, metrics) = f.tier_with("c2", 64 << 10).await;
+    let reader = RemotePartition::open(tier, f.topic, 0).await.expect("open");
+    let end = reader.manifest().await.end_offset().expect("end");
+    let replayed = read_remote(&reader, 0, end).await;
+    assert!(replayed[..] == original[..replayed.len()]);
+    assert_eq!(replayed.len() as i64, end / 2, "two records a batch");
+    let gets = metrics
+        .object_store_requests
+        .get_or_create(&crate::remote::metrics::OperationLabels {
+            operation: "GET".into(),
+        })
+        .get();
+    // One GET per segment, plus the first read's own (manifest reads are GETs too).
+    assert!(gets <= segments + 2, "{gets} GETs for {segments} segments");
 }
 
 #[tokio::test]
