@@ -332,6 +332,7 @@ impl RemoteReader {
     /// Read-ahead after `served`: for each segment the partition's window reaches into (it
     /// continues into the next segments), one GET of the rest of the segment, started once and
     /// delivering chunks only as far as the window reaches; each later read moves that limit on.
+    /// Chunks of the window in the disk tier are loaded into memory.
     fn prefetch(&self, manifest: &Manifest, served: &Served<'_>) {
         let chunk = self.cache.chunk_bytes();
         let mut remaining = self.window(manifest, served);
@@ -349,6 +350,7 @@ impl RemoteReader {
             }
             let reach = index + remaining.min(log_chunks - index);
             self.cache.allow(&current.key, reach);
+            self.cache.promote(&current.key, index..reach);
             let claim = self.cache.claim(
                 &current.key,
                 index..reach,

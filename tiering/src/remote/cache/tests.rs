@@ -163,11 +163,14 @@ async fn claimed_chunks_are_fetched_once_and_released_after() {
 }
 
 #[test]
-fn the_memory_tier_has_a_shard_per_64_chunks_and_at_most_8() {
+fn memory_shards_and_the_disk_queue_follow_the_memory_tier() {
     assert_eq!(memory_shards(64 << 20, 4 << 20), 1);
     assert_eq!(memory_shards(1 << 30, 4 << 20), 4);
     assert_eq!(memory_shards(64 << 30, 4 << 20), 8);
     assert_eq!(memory_shards(0, 0), 1);
+    // The disk tier's queue takes a read-ahead window (half the memory tier), at least 64 MiB.
+    assert_eq!(disk_queue_bytes(512 << 20), 256 << 20);
+    assert_eq!(disk_queue_bytes(64 << 20), 64 << 20);
 }
 
 async fn cached(cache: &ChunkCache, index: u64) -> bool {
@@ -215,4 +218,43 @@ async fn a_read_ahead_delivers_as_far_as_its_reader_reaches_in_one_get() {
         .claim("obj", 6..8, 10, 40_000)
         .expect("claim the rest");
     assert_eq!((rest.first, rest.last), (6, 9));
+}
+
+#[tokio::test]
+async fn chunks_in_the_disk_tier_are_promoted_to_memory_without_a_get() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let metrics = TieringMetrics::default();
+    let store: Arc<dyn ObjectStore> = Arc::new(super::super::store::HookedStore::new(
+        Arc::new(InMemory::new()),
+        Arc::new(metrics.clone()),
+    ));
+    let size = 2u64 << 20;
+    let data: Vec<u8> = (0..size).map(|i| (i % 241) as u8).collect();
+    store
+        .put(&Path::from("big"), PutPayload::from(data))
+        .await
+        .expect("put");
+    // 512 chunks through a memory tier of 256: the first ones end up on disk only.
+    let cache = test_cache(dir.path(), store, 4096).await;
+    cache.read("big", size, 0..size, 16).await.expect("read");
+    let key = chunk_key("big", 0);
+    let on_disk_only =
+        |cache: &ChunkCache| !cache.cache.memory().contains(&key) && cache.cache.contains(&key);
+    for _ in 0..100 {
+        if on_disk_only(&cache) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(on_disk_only(&cache), "chunk 0 was written to the disk tier");
+    let gets = get_count(&metrics);
+    cache.promote("big", 0..1);
+    for _ in 0..100 {
+        if cache.cache.memory().contains(&key) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(cache.cache.memory().contains(&key), "promoted to memory");
+    assert_eq!(get_count(&metrics), gets, "from disk, not from the store");
 }
