@@ -67,8 +67,8 @@ const DISK_BLOCK_BYTES: usize = 16 << 20;
 /// chunks that a second replay then fetched again).
 const MIN_DISK_QUEUE_BYTES: usize = 64 << 20;
 
-/// The disk tier's write queue: room for a whole read-ahead window (at most half the memory tier)
-/// evicted at once, so a burst of read-ahead does not drop chunks (measured with 256 MiB segments
+/// The disk tier's write queue: half the memory tier, room for twice the largest read-ahead
+/// window (a quarter of it) evicted at once, so a burst of read-ahead does not drop chunks (measured with 256 MiB segments
 /// and a 512 MiB memory tier: a 64 MiB queue lost chunks that the cold replay fetched again, 20
 /// GETs instead of 8, and the warm one 27 times).
 fn disk_queue_bytes(memory_bytes: usize) -> usize {

@@ -24,22 +24,25 @@ const PARSED_INDEXES: usize = 256;
 /// `read_ahead_chunks`.
 const MAX_WINDOW_FACTOR: u64 = 16;
 
-/// Where a partition's last remote read started and ended, the offset after it, and its
-/// read-ahead window.
+/// Where a partition's last remote read started and ended, the offsets asked for and after it,
+/// and its read-ahead window.
 #[derive(Debug)]
 struct ReadState {
     key: String,
     start: u64,
     end: u64,
+    offset: i64,
     next_offset: i64,
     window: u64,
 }
 
-/// A remote read just served: `start..end` of `segment`, ending before `next_offset`.
+/// A remote read just served: `start..end` of `segment`, asked for `offset`, ending before
+/// `next_offset`.
 struct Served<'a> {
     segment: &'a RemoteSegment,
     start: u64,
     end: u64,
+    offset: i64,
     next_offset: i64,
 }
 
@@ -141,6 +144,7 @@ impl RemoteReader {
             segment,
             start,
             end: start + data.len() as u64,
+            offset,
             next_offset,
         };
         self.prefetch(manifest, &served);
@@ -197,7 +201,8 @@ impl RemoteReader {
     }
 
     /// Where the batch holding `offset` starts if the partition's last read in `segment` ended
-    /// just before it.
+    /// just before it, or asked for it too (a fetch that timed out while its read went on is
+    /// asked again).
     fn resume_position(
         &self,
         manifest: &Manifest,
@@ -206,8 +211,14 @@ impl RemoteReader {
     ) -> Option<u64> {
         let windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
         let state = windows.get(&(manifest.topic_id, manifest.partition))?;
-        (state.key == segment.key && state.next_offset == offset && state.end < segment.log_bytes)
-            .then_some(state.end)
+        if state.key != segment.key {
+            return None;
+        }
+        if state.next_offset == offset && state.end < segment.log_bytes {
+            Some(state.end)
+        } else {
+            (state.offset == offset).then_some(state.start)
+        }
     }
 
     async fn header_at(&self, segment: &RemoteSegment, position: u64) -> Result<BatchHeader> {
@@ -291,10 +302,11 @@ impl RemoteReader {
     /// starts over after a jump.
     fn window(&self, manifest: &Manifest, served: &Served<'_>) -> u64 {
         let base = self.read_ahead_chunks.max(1);
-        // Read-ahead beyond half the memory tier evicts its own chunks before the reader gets
-        // there (measured: the same object fetched again in 4 MiB pieces, cold replay halved).
+        // A chunk read ahead waits longest unread, so LRU evicts it first: with a window of half
+        // the memory tier, shards filled unevenly evicted read-ahead before the reader got there
+        // (measured: the same chunks fetched again). A quarter leaves room.
         let max = (base * MAX_WINDOW_FACTOR)
-            .min(self.cache.memory_chunks() / 2)
+            .min(self.cache.memory_chunks() / 4)
             .max(base);
         let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
         if windows.len() >= PARSED_INDEXES {
@@ -306,6 +318,7 @@ impl RemoteReader {
                 key: String::new(),
                 start: u64::MAX,
                 end: u64::MAX,
+                offset: -1,
                 next_offset: -1,
                 window: base,
             });
@@ -325,6 +338,7 @@ impl RemoteReader {
         state.key.clone_from(key);
         state.start = start;
         state.end = served.end;
+        state.offset = served.offset;
         state.next_offset = served.next_offset;
         state.window
     }
