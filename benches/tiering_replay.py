@@ -7,13 +7,18 @@ In one run, against a moto S3 server on loopback and the real `strata` binary:
      proportion to the whole object, so this is far below the whole-object rate),
   2. produce --mib MiB to a tiered topic and wait until every segment is in the bucket,
   3. cold replay: a broker with an empty log directory and an empty cache consumes from offset 0,
-  4. warm replay: the same consumption again, served from the chunk cache,
-  5. local replay: the same data in a topic without remote storage, read from local disk,
-and object-store requests per GiB written and read. Figures are ratios against the baselines of
-the same run (the machine is shared and noisy). Needs a release build (`cargo build --release`).
+  4. warm replay: the same consumption again, served from the chunk cache (then once more with a
+     confluent-kafka consumer in Python that checks the last value: what a Python client sees),
+  5. local replay: the same data in a topic without remote storage, evicted from the page cache
+     first (local disk), and again from the page cache (the most this machine's broker and client
+     move with no object store at all: a ceiling for any replay here),
+and object-store requests per GiB written and read. Replays use strata-load (librdkafka), so they
+measure the broker rather than a Python client. Figures are ratios against the baselines of the
+same run (the machine is shared and noisy). Needs release builds of both binaries.
 
+    cargo build --release && cargo build --release -p strata-load
     ~/.cache/strata-test-venv/bin/python benches/tiering_replay.py [--mib 512] [--segment-mib 256]
-        [--chunk-mib 4] [--read-ahead 4] [--cache-memory-mib 512] [--binary PATH]
+        [--chunk-mib 4] [--read-ahead 4] [--cache-memory-mib 512] [--binary PATH] [--load PATH]
 """
 
 from __future__ import annotations
@@ -31,8 +36,10 @@ import urllib3
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import helpers as h  # noqa: E402
+from suite import TARGET_DIR, Load, drop_from_page_cache, new_log_dir  # noqa: E402
 from conftest import S3_ENV, Broker, S3Server, s3_broker_args  # noqa: E402
 from test_tiering import VALUE_BYTES, metrics, remote_end, value  # noqa: E402
 
@@ -45,8 +52,16 @@ def produce(bootstrap: str, topic: str, count: int) -> None:
     assert not d.failed
 
 
-def replay(bootstrap: str, topic: str, count: int) -> float:
-    """Consumes every message from offset 0; returns MiB/s of values."""
+def replay(load: Load, bootstrap: str, topic: str, count: int) -> float:
+    """Consumes every message from offset 0 with strata-load; returns MiB/s of messages."""
+    consumed = load("consume", bootstrap, topic, "--from", "beginning", "--messages", str(count))["consumed"]
+    assert consumed["messages"] >= count, consumed
+    return consumed["bytes"] / MIB / consumed["seconds"]
+
+
+def replay_python(bootstrap: str, topic: str, count: int) -> float:
+    """Consumes every message from offset 0 with confluent-kafka, checking the last value;
+    returns MiB/s of values."""
     start = time.monotonic()
     got = h.consume_partitions(bootstrap, topic, [0], timeout=600, expect_total=count,
                                **{"fetch.max.bytes": 64 * MIB, "max.partition.fetch.bytes": 16 * MIB,
@@ -93,10 +108,12 @@ def main() -> None:
     parser.add_argument("--chunk-mib", type=int, default=4, help="the broker's --cache-chunk-bytes")
     parser.add_argument("--read-ahead", type=int, default=4, help="the broker's --remote-read-ahead-chunks")
     parser.add_argument("--cache-memory-mib", type=int, default=512, help="the broker's --cache-memory-bytes")
-    parser.add_argument("--binary", default=str(ROOT / "target" / "release" / "strata"))
+    parser.add_argument("--binary", default=str(TARGET_DIR / "release" / "strata"))
+    parser.add_argument("--load", default=str(TARGET_DIR / "release" / "strata-load"))
     args = parser.parse_args()
     count = args.mib * MIB // VALUE_BYTES
     work = Path(tempfile.mkdtemp(prefix="strata-bench-"))
+    load = Load(Path(args.load), work)
     s3 = S3Server(work)
     broker = None
     try:
@@ -110,7 +127,10 @@ def main() -> None:
         tiered, local = "tiered", "local"
         h.create_topic(broker.bootstrap, tiered, 1, {"segment.bytes": str(args.segment_mib * MIB), "segment.ms": "2000",
                                                      "local.retention.bytes": "0"})
+        logs = broker.data_dir / "logs"
+        before_local = {d.name for d in logs.iterdir()}
         h.create_topic(broker.bootstrap, local, 1, {"segment.bytes": str(args.segment_mib * MIB), "remote.storage.enable": "false"})
+        local_dir = new_log_dir(logs, before_local)
         produce(broker.bootstrap, tiered, count)
         produce(broker.bootstrap, local, count)
         deadline = time.monotonic() + 600
@@ -118,7 +138,9 @@ def main() -> None:
             assert time.monotonic() < deadline, "offload did not finish"
             time.sleep(0.5)
         written = metrics(broker)
-        local_rate = replay(broker.bootstrap, local, count)
+        drop_from_page_cache(local_dir)
+        local_rate = replay(load, broker.bootstrap, local, count)
+        page_cache_rate = replay(load, broker.bootstrap, local, count)
 
         broker.stop()
         shutil.rmtree(broker.data_dir / "cache", ignore_errors=True)
@@ -127,9 +149,11 @@ def main() -> None:
         shutil.rmtree(broker.data_dir / "logs" / tiered_id)
         broker.start()
         before = metrics(broker)
-        cold = replay(broker.bootstrap, tiered, count)
+        cold = replay(load, broker.bootstrap, tiered, count)
         after_cold = metrics(broker)
-        warm = replay(broker.bootstrap, tiered, count)
+        warm = replay(load, broker.bootstrap, tiered, count)
+        after_warm = metrics(broker)
+        warm_python = replay_python(broker.bootstrap, tiered, count)
         gib = args.mib / 1024
         result = {
             "mib": args.mib,
@@ -140,13 +164,18 @@ def main() -> None:
             "raw_get_mib_s": round(raw, 1),
             "raw_ranged_get_mib_s": round(raw_ranged, 1),
             "local_replay_mib_s": round(local_rate, 1),
+            "local_page_cache_replay_mib_s": round(page_cache_rate, 1),
             "cold_replay_mib_s": round(cold, 1),
             "warm_replay_mib_s": round(warm, 1),
+            "warm_replay_python_mib_s": round(warm_python, 1),
             "cold_vs_raw_get": round(cold / raw, 2),
             "cold_vs_raw_ranged_get": round(cold / raw_ranged, 2),
+            "cold_vs_page_cache_replay": round(cold / page_cache_rate, 2),
+            "page_cache_replay_vs_raw_get": round(page_cache_rate / raw, 2),
             "warm_vs_local": round(warm / local_rate, 2),
             "put_class_requests_per_gib_written": round(requests(written, "PUT") / gib, 1),
             "get_requests_per_gib_read_cold": round((requests(after_cold, "GET") - requests(before, "GET")) / gib, 1),
+            "get_requests_per_gib_read_warm": round((requests(after_warm, "GET") - requests(after_cold, "GET")) / gib, 1),
             "list_requests": requests(after_cold, "LIST") + requests(written, "LIST"),
         }
         print(json.dumps(result, indent=2))
