@@ -68,9 +68,10 @@ const DISK_BLOCK_BYTES: usize = 16 << 20;
 const MIN_DISK_QUEUE_BYTES: usize = 64 << 20;
 
 /// The disk tier's write queue: half the memory tier, room for twice the largest read-ahead
-/// window (a quarter of it) evicted at once, so a burst of read-ahead does not drop chunks (measured with 256 MiB segments
-/// and a 512 MiB memory tier: a 64 MiB queue lost chunks that the cold replay fetched again, 20
-/// GETs instead of 8, and the warm one 27 times).
+/// window (a quarter of it) evicted at once, so a burst of read-ahead does not drop chunks
+/// (measured with 256 MiB segments and a 512 MiB memory tier: a 64 MiB queue lost chunks that the
+/// cold replay fetched again, 20 GETs instead of 8, and the warm one 27 times). Chunks waiting
+/// there, and foyer's write buffers of the same size, come on top of the memory tier.
 fn disk_queue_bytes(memory_bytes: usize) -> usize {
     (memory_bytes / 2).max(MIN_DISK_QUEUE_BYTES)
 }
@@ -88,6 +89,12 @@ impl EventListener for EvictionCounter {
         }
     }
 }
+
+/// The smallest chunk.
+const MIN_CHUNK_BYTES: u64 = 4096;
+
+/// How often a read that joined a read-ahead which ended before its chunk tries again.
+const JOIN_RETRIES: usize = 3;
 
 /// Chunks one shard of the memory tier holds at least. Each shard evicts on its own, and chunks
 /// land in shards by hash: with foyer's default of 8 shards a 64 MiB tier of 4 MiB chunks held
@@ -174,7 +181,10 @@ impl ChunkCache {
             .with_name("strata-chunks")
             .with_event_listener(Arc::new(EvictionCounter(metrics.cache_evictions.clone())))
             .memory(settings.memory_bytes.max(1))
-            .with_shards(memory_shards(settings.memory_bytes, settings.chunk_bytes))
+            .with_shards(memory_shards(
+                settings.memory_bytes,
+                settings.chunk_bytes.max(MIN_CHUNK_BYTES),
+            ))
             .with_weighter(|key: &String, value: &Bytes| key.len() + value.len())
             .storage()
             .with_engine_config(
@@ -186,7 +196,7 @@ impl ChunkCache {
             .build()
             .await
             .map_err(io)?;
-        let chunk_bytes = settings.chunk_bytes.max(4096);
+        let chunk_bytes = settings.chunk_bytes.max(MIN_CHUNK_BYTES);
         Ok(ChunkCache {
             cache,
             store,
@@ -239,9 +249,13 @@ impl ChunkCache {
         let mut entry = self
             .fetch_span(key, index, span_end, Arc::clone(&fetched))
             .await;
-        if entry.is_err() && !fetched.load(Ordering::Relaxed) {
-            // It joined a read-ahead that ended before this chunk (its reader jumped, or it was
-            // held back too long): fetch it here.
+        for _ in 0..JOIN_RETRIES {
+            if entry.is_ok() || fetched.load(Ordering::Relaxed) {
+                break;
+            }
+            // It joined a read-ahead that ended before this chunk (its reader jumped, it was held
+            // back too long, or its GET failed): join the next one, moving it on, or fetch here.
+            self.need(key, index, index);
             entry = self
                 .fetch_span(key, index, span_end, Arc::clone(&fetched))
                 .await;
@@ -366,7 +380,7 @@ impl ChunkCache {
             first: from,
             last: to,
             object_bytes,
-            gate: self.paces.start(key, window.end, reach),
+            gate: self.paces.start(key, from..to, window.end, reach),
             pending,
             fetches,
         })
@@ -389,10 +403,10 @@ impl ChunkCache {
         }
     }
 
-    /// The reader's window now reaches chunk `upto` (exclusive) of `key`: read-ahead streams of
-    /// `key` may deliver that far.
-    pub fn allow(&self, key: &str, upto: u64) {
-        self.paces.allow(key, upto);
+    /// A reader's window now covers `window` of `key`: the read-ahead streams of those chunks
+    /// may deliver that far.
+    pub fn allow(&self, key: &str, window: Range<u64>) {
+        self.paces.allow(key, window);
     }
 
     /// Releases a claim: its chunks not fetched by now are free to fetch again, once their

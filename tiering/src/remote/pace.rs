@@ -6,18 +6,27 @@
 //!
 //! Per stream the pace is a chunk index below which chunks may be delivered. The reader moves it
 //! forward after each read (its position plus its window) and whenever it needs a chunk the stream
-//! has not delivered yet. A reader that needs a chunk far beyond the window (it jumped) stops the
-//! stream, and so does a reader that stops reading: a stream held back longer than
-//! [`PAUSE_LIMIT`] ends its GET. Either way the chunks it did not deliver are free to fetch again.
+//! has not delivered yet. Only the stream whose claimed chunks the reader's window or need falls
+//! into moves: two readers of one segment pace their own streams. A reader that needs a chunk far
+//! beyond the window (it jumped) stops the stream, and so does a reader that stops reading: a
+//! stream held back longer than [`PAUSE_LIMIT`] ends its GET. A GET also ends after
+//! [`STREAM_LIFETIME`], before object-store clients time the whole request out (`object_store`'s
+//! default is 30 s, body included); the reader's next read-ahead starts another from there. Either
+//! way the chunks a stream did not deliver are free to fetch again.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// How long a stream waits for its reader to move before it ends its GET.
 pub const PAUSE_LIMIT: Duration = Duration::from_secs(10);
+
+/// How long one GET of a stream may last.
+pub const STREAM_LIFETIME: Duration = Duration::from_secs(20);
 
 /// Where a stream may deliver up to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,26 +39,32 @@ struct Pace {
     stopped: bool,
 }
 
-type PaceSender = Arc<watch::Sender<Pace>>;
+/// A running stream's pace and the chunks it claimed.
+#[derive(Debug)]
+struct Stream {
+    chunks: Range<u64>,
+    pace: Arc<watch::Sender<Pace>>,
+}
 
 /// The paces of every running read-ahead stream, by object key.
 #[derive(Debug, Default)]
 pub struct Paces {
-    streams: Mutex<HashMap<String, Vec<PaceSender>>>,
+    streams: Mutex<HashMap<String, Vec<Stream>>>,
 }
 
 /// A stream's side of its pace: it waits on this before delivering each chunk.
 #[derive(Debug)]
 pub struct PaceGate {
     key: String,
-    sender: PaceSender,
+    sender: Arc<watch::Sender<Pace>>,
     receiver: watch::Receiver<Pace>,
+    started: Instant,
 }
 
 impl Paces {
-    /// Registers a stream of `key` allowed to deliver chunks below `allowed` for now, for a reader
-    /// whose window is `reach` chunks.
-    pub fn start(&self, key: &str, allowed: u64, reach: u64) -> PaceGate {
+    /// Registers a stream of `chunks` of `key` allowed to deliver chunks below `allowed` for now,
+    /// for a reader whose window is `reach` chunks.
+    pub fn start(&self, key: &str, chunks: Range<u64>, allowed: u64, reach: u64) -> PaceGate {
         let (sender, receiver) = watch::channel(Pace {
             allowed,
             reach: reach.max(1),
@@ -59,11 +74,15 @@ impl Paces {
         self.lock()
             .entry(key.to_string())
             .or_default()
-            .push(Arc::clone(&sender));
+            .push(Stream {
+                chunks,
+                pace: Arc::clone(&sender),
+            });
         PaceGate {
             key: key.to_string(),
             sender,
             receiver,
+            started: Instant::now(),
         }
     }
 
@@ -71,18 +90,20 @@ impl Paces {
     pub fn finish(&self, gate: PaceGate) {
         let mut streams = self.lock();
         if let Some(list) = streams.get_mut(&gate.key) {
-            list.retain(|s| !Arc::ptr_eq(s, &gate.sender));
+            list.retain(|s| !Arc::ptr_eq(&s.pace, &gate.sender));
             if list.is_empty() {
                 streams.remove(&gate.key);
             }
         }
     }
 
-    /// The reader's window now reaches chunk `upto` (exclusive) of `key`.
-    pub fn allow(&self, key: &str, upto: u64) {
-        self.each(key, |pace| {
-            if upto > pace.allowed {
-                pace.allowed = upto;
+    /// A reader's window now covers `window` of `key`: the streams of chunks in it may deliver
+    /// up to its end.
+    pub fn allow(&self, key: &str, window: Range<u64>) {
+        let overlaps = |chunks: &Range<u64>| chunks.start < window.end && window.start < chunks.end;
+        self.each(key, overlaps, |pace| {
+            if window.end > pace.allowed {
+                pace.allowed = window.end;
                 true
             } else {
                 false
@@ -90,40 +111,52 @@ impl Paces {
         });
     }
 
-    /// A reader needs chunks `first..=last` of `key` now: a stream delivers them at once, unless
-    /// they lie beyond its reader's window (a jump), which ends the stream.
+    /// A reader needs chunks `first..=last` of `key` now: the stream of chunk `first` delivers
+    /// them at once, unless they lie beyond its reader's window (a jump), which ends the stream.
     pub fn need(&self, key: &str, first: u64, last: u64) {
-        self.each(key, |pace| {
-            if first >= pace.allowed.saturating_add(pace.reach) {
-                pace.stopped = true;
-                true
-            } else if last >= pace.allowed {
-                pace.allowed = last + 1;
-                true
-            } else {
-                false
-            }
-        });
+        self.each(
+            key,
+            |chunks| chunks.contains(&first),
+            |pace| {
+                if first >= pace.allowed.saturating_add(pace.reach) {
+                    pace.stopped = true;
+                    true
+                } else if last >= pace.allowed {
+                    pace.allowed = last + 1;
+                    true
+                } else {
+                    false
+                }
+            },
+        );
     }
 
-    fn each(&self, key: &str, mut change: impl FnMut(&mut Pace) -> bool) {
+    fn each(
+        &self,
+        key: &str,
+        concerned: impl Fn(&Range<u64>) -> bool,
+        mut change: impl FnMut(&mut Pace) -> bool,
+    ) {
         if let Some(list) = self.lock().get(key) {
-            for sender in list {
-                sender.send_if_modified(&mut change);
+            for stream in list.iter().filter(|s| concerned(&s.chunks)) {
+                stream.pace.send_if_modified(&mut change);
             }
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<PaceSender>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Stream>>> {
         self.streams.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 impl PaceGate {
     /// Waits until chunk `index` may be delivered: true then, false when the stream is to end
-    /// (stopped, or held back longer than [`PAUSE_LIMIT`]).
+    /// (stopped, held back longer than [`PAUSE_LIMIT`], or older than [`STREAM_LIFETIME`]).
     pub async fn turn(&mut self, index: u64) -> bool {
         loop {
+            if self.started.elapsed() >= STREAM_LIFETIME {
+                return false;
+            }
             {
                 let pace = self.receiver.borrow_and_update();
                 if pace.stopped {
@@ -148,15 +181,15 @@ mod tests {
     #[tokio::test]
     async fn a_stream_waits_for_its_reader_and_stops_on_a_jump() {
         let paces = Paces::default();
-        let mut gate = paces.start("obj", 4, 4);
+        let mut gate = paces.start("obj", 0..20, 4, 4);
         assert!(gate.turn(3).await, "inside the window");
         // Chunk 4 waits until the reader's window moves.
         let waiting = tokio::time::timeout(Duration::from_millis(50), gate.turn(4)).await;
         assert!(waiting.is_err(), "held back");
-        paces.allow("obj", 6);
+        paces.allow("obj", 2..6);
         assert!(gate.turn(5).await);
         // Moving back does nothing; a reader needing chunk 7 lets it through at once.
-        paces.allow("obj", 2);
+        paces.allow("obj", 0..2);
         paces.need("obj", 7, 7);
         assert!(gate.turn(7).await);
         // Other objects' paces are their own.
@@ -172,16 +205,39 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_stream_whose_reader_stops_ends_after_the_pause_limit() {
         let paces = Paces::default();
-        let mut gate = paces.start("obj", 1, 4);
+        let mut gate = paces.start("obj", 0..20, 1, 4);
         let started = tokio::time::Instant::now();
         assert!(!gate.turn(1).await);
         assert!(started.elapsed() >= PAUSE_LIMIT);
-        // Two streams of one object move together; finishing one keeps the other.
-        let mut second = paces.start("obj", 0, 4);
-        paces.allow("obj", 3);
-        assert!(second.turn(2).await);
         paces.finish(gate);
-        paces.allow("obj", 5);
-        assert!(second.turn(4).await);
+        // However fast its reader, a GET ends after its lifetime.
+        let mut gate = paces.start("obj", 0..1_000, 2, 4);
+        let mut index = 0;
+        while gate.turn(index).await {
+            index += 1;
+            paces.allow("obj", index..index + 2);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        assert!(started.elapsed() >= PAUSE_LIMIT + STREAM_LIFETIME);
+        assert!(index >= 19, "delivered until then");
+        paces.finish(gate);
+    }
+
+    #[tokio::test]
+    async fn two_readers_of_one_object_pace_their_own_streams() {
+        let paces = Paces::default();
+        // Reader A streams chunks 40..60 from 40, reader B chunks 10..30 from 10.
+        let mut a = paces.start("obj", 40..60, 44, 4);
+        let mut b = paces.start("obj", 10..30, 14, 4);
+        // A's window moving on does not let B's stream run ahead.
+        paces.allow("obj", 44..52);
+        assert!(a.turn(51).await);
+        let waiting = tokio::time::timeout(Duration::from_millis(50), b.turn(14)).await;
+        assert!(waiting.is_err(), "B held back");
+        // A needing a chunk of its own is no jump for B.
+        paces.need("obj", 53, 53);
+        assert!(a.turn(53).await);
+        paces.allow("obj", 12..16);
+        assert!(b.turn(15).await, "B moved by its own window");
     }
 }

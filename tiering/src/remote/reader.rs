@@ -309,19 +309,22 @@ impl RemoteReader {
             .min(self.cache.memory_chunks() / 4)
             .max(base);
         let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
-        if windows.len() >= PARSED_INDEXES {
-            windows.clear();
+        let partition = (manifest.topic_id, manifest.partition);
+        if windows.len() >= PARSED_INDEXES && !windows.contains_key(&partition) {
+            // One partition's state makes room, not every partition's: a reader that loses its
+            // state looks its position up in the index, which ends its read-ahead as a jump.
+            if let Some(old) = windows.keys().next().copied() {
+                windows.remove(&old);
+            }
         }
-        let state = windows
-            .entry((manifest.topic_id, manifest.partition))
-            .or_insert_with(|| ReadState {
-                key: String::new(),
-                start: u64::MAX,
-                end: u64::MAX,
-                offset: -1,
-                next_offset: -1,
-                window: base,
-            });
+        let state = windows.entry(partition).or_insert_with(|| ReadState {
+            key: String::new(),
+            start: u64::MAX,
+            end: u64::MAX,
+            offset: -1,
+            next_offset: -1,
+            window: base,
+        });
         let (key, start) = (&served.segment.key, served.start);
         let same = state.key == *key;
         let follows = (same && state.end == start) || (!same && start == 0);
@@ -363,7 +366,7 @@ impl RemoteReader {
                 continue;
             }
             let reach = index + remaining.min(log_chunks - index);
-            self.cache.allow(&current.key, reach);
+            self.cache.allow(&current.key, index..reach);
             self.cache.promote(&current.key, index..reach);
             let claim = self.cache.claim(
                 &current.key,
