@@ -434,7 +434,6 @@ impl ChunkCache {
     /// Returns how many chunks were delivered: fewer than claimed if the stream was stopped.
     pub async fn stream_claimed(&self, mut claim: Claim) -> Result<u64> {
         let pending = std::mem::take(&mut claim.pending);
-        let fetches = std::mem::take(&mut claim.fetches);
         let streamed = self
             .fill(
                 &claim.key,
@@ -448,7 +447,6 @@ impl ChunkCache {
             self.metrics.cache_misses.inc_by(*delivered);
         }
         // Every chunk is cached (or its fetch failed) before the run is released.
-        claim.fetches = fetches;
         self.release(claim).await;
         streamed
     }

@@ -135,8 +135,9 @@ impl RemoteReader {
         let mut next_offset = offset;
         for range in batch::split_batches(&data)? {
             let batch = &data[range];
-            batch::validate_batch(batch).map_err(|e| corrupt(segment, e.to_string()))?;
-            next_offset = BatchHeader::parse(batch)?.last_offset() + 1;
+            let header =
+                batch::validate_batch(batch).map_err(|e| corrupt(segment, e.to_string()))?;
+            next_offset = header.next_offset();
         }
         self.metrics.remote_fetch_requests.inc();
         self.metrics.remote_fetch_bytes.inc_by(data.len() as u64);
