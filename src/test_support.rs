@@ -12,7 +12,8 @@ use kafka_protocol::records::{
 use tokio_util::sync::CancellationToken;
 
 use crate::app::spawn_cluster_tasks;
-use crate::broker::Broker;
+use crate::broker::replica::Role;
+use crate::broker::{Broker, NewTopic, Partition, now_ms};
 use crate::cluster::controller::Liveness;
 use crate::metadata::embedded::EmbeddedStore;
 use crate::metadata::registration::{BrokerRecord, register_embedded};
@@ -77,4 +78,36 @@ pub(crate) fn encode(records: &[Record], compression: Compression) -> Bytes {
 /// One uncompressed batch holding `values`, all stamped `timestamp`.
 pub(crate) fn batch(values: &[&str], timestamp: i64) -> Bytes {
     encode(&records(values, timestamp, 0), Compression::None)
+}
+
+/// Creates topic `name` with `count` partitions and puts a second replica (broker 2) that has
+/// fetched nothing into each one's ISR: acks=all produces wait until
+/// [`Partition::follower_fetched`] reports it caught up.
+pub(crate) async fn partitions_awaiting_a_follower(
+    broker: &Broker,
+    name: &str,
+    count: i32,
+) -> Vec<Arc<Partition>> {
+    let new = NewTopic {
+        name: name.into(),
+        partitions: Some(count),
+        ..NewTopic::default()
+    };
+    let topic = broker.create_topic(new).await.expect("create the topic");
+    let mut partitions = Vec::new();
+    for index in 0..count {
+        let partition = topic.partition(index).expect("partition");
+        let Role::Leader { epoch, version, .. } = partition.role() else {
+            panic!("a single broker leads its partitions");
+        };
+        let isr = vec![broker.settings().broker_id, 2];
+        let role = Role::Leader {
+            epoch,
+            isr,
+            version,
+        };
+        partition.set_role(role, now_ms()).await;
+        partitions.push(partition);
+    }
+    partitions
 }

@@ -1,6 +1,7 @@
 //! Decoding a request frame, routing it to its handler and encoding the response.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures::future::BoxFuture;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
@@ -67,9 +68,42 @@ pub enum ProtocolError {
 /// expects no response (Produce with acks=0).
 pub async fn dispatch(
     broker: &Broker,
-    mut frame: Bytes,
+    frame: Bytes,
     client_host: &str,
 ) -> Result<Option<Bytes>, ProtocolError> {
+    match begin(broker, frame, client_host).await? {
+        Begun::Answered(response) => Ok(response),
+        Begun::Acknowledging(pending) => pending.await,
+    }
+}
+
+/// A response still to come: a Produce's acknowledgement, encoded when it arrives.
+pub type PendingResponse = BoxFuture<'static, Result<Option<Bytes>, ProtocolError>>;
+
+/// How far [`begin`] took a request.
+pub enum Begun {
+    /// Handled: the response body, or `None` when none is expected.
+    Answered(Option<Bytes>),
+    /// A Produce whose batches are appended; its response waits for the acknowledgement.
+    Acknowledging(PendingResponse),
+}
+
+impl std::fmt::Debug for Begun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Begun::Answered(r) => f.debug_tuple("Answered").field(r).finish(),
+            Begun::Acknowledging(_) => f.write_str("Acknowledging"),
+        }
+    }
+}
+
+/// Handles one request frame as far as it must go before the connection's next request may
+/// start: a Produce until its batches are appended, any other request to its response.
+pub async fn begin(
+    broker: &Broker,
+    mut frame: Bytes,
+    client_host: &str,
+) -> Result<Begun, ProtocolError> {
     if frame.len() < 8 {
         return Err(ProtocolError::ShortFrame(frame.len()));
     }
@@ -81,7 +115,8 @@ pub async fn dispatch(
         // Kafka's fallback: a v0 body saying UNSUPPORTED_VERSION and listing what is supported,
         // so the client can retry at a version both sides know.
         let body = handlers::api_versions::response(ResponseError::UnsupportedVersion.code());
-        return encode(api, 0, correlation_id, &ResponseKind::ApiVersions(body)).map(Some);
+        let response = encode(api, 0, correlation_id, &ResponseKind::ApiVersions(body))?;
+        return Ok(Begun::Answered(Some(response)));
     }
     if !versions::is_supported(api, version) {
         return Err(ProtocolError::UnsupportedVersion { api, version });
@@ -99,13 +134,23 @@ pub async fn dispatch(
         let mut out = BytesMut::with_capacity(4 + body.len());
         out.put_i32(header.correlation_id);
         out.extend_from_slice(&body);
-        return Ok(Some(out.freeze()));
+        return Ok(Begun::Answered(Some(out.freeze())));
     }
     let request = RequestKind::decode(api, &mut frame, version).map_err(malformed)?;
+    if let RequestKind::Produce(request) = request {
+        let appended = handlers::produce::append(broker, version, request).await;
+        return Ok(Begun::Acknowledging(Box::pin(async move {
+            let Some(response) = appended.acknowledged().await else {
+                return Ok(None);
+            };
+            let response = ResponseKind::Produce(response);
+            encode(api, version, correlation_id, &response).map(Some)
+        })));
+    }
     let Some(response) = handlers::handle(broker, &header, client_host, api, request).await? else {
-        return Ok(None);
+        return Ok(Begun::Answered(None));
     };
-    encode(api, version, header.correlation_id, &response).map(Some)
+    encode(api, version, header.correlation_id, &response).map(|r| Begun::Answered(Some(r)))
 }
 
 fn encode(

@@ -36,7 +36,8 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind}
 use super::dispatch::ProtocolError;
 use crate::broker::Broker;
 
-/// Routes a decoded request. Returns `None` only for requests that take no response.
+/// Routes a decoded request. Returns `None` only for requests that take no response. Produce is
+/// not routed here: `dispatch::begin` runs it in its two stages (append, then acknowledge).
 pub async fn handle(
     broker: &Broker,
     header: &RequestHeader,
@@ -48,11 +49,6 @@ pub async fn handle(
     Ok(Some(match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::response(0)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, v, r).await),
-        RequestKind::Produce(r) => {
-            return Ok(produce::handle(broker, v, r)
-                .await
-                .map(ResponseKind::Produce));
-        }
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, v, r).await),
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(list_offsets::handle(broker, v, r).await)
