@@ -1,20 +1,28 @@
 //! One client connection: size-prefixed frames in, responses out, in request order.
 //!
-//! Requests on a connection are handled one at a time, as Kafka does, so responses keep the order
-//! clients rely on. A frame that cannot be handled (too large, truncated, undecodable, an API this
-//! broker does not offer) closes the connection with one log line; other connections carry on.
+//! Requests are handled one at a time, as Kafka does, with one exception that keeps order: a
+//! Produce is handled until its batches are appended, and while it waits for its
+//! acknowledgement (acks=all: the followers) the next Produce may be read and appended. So a
+//! client that pipelines produce requests gets its batches replicated together rather than one
+//! round trip after another. Up to [`PIPELINE_DEPTH`] acknowledgements wait at once; responses
+//! leave in request order; any other request waits until every earlier response is written. A
+//! frame that cannot be handled (too large, truncated, undecodable, an API this broker does not
+//! offer) closes the connection with one log line, after the responses already due; other
+//! connections carry on.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
 use kafka_protocol::messages::ApiKey;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use super::dispatch::{ProtocolError, dispatch};
+use super::dispatch::{Begun, PendingResponse, ProtocolError, begin};
 use super::metrics::RequestMetrics;
 use crate::broker::Broker;
 
@@ -22,49 +30,69 @@ use crate::broker::Broker;
 /// never with what the size prefix claims.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// Reads one frame. `Ok(None)` is a clean end of stream between frames.
-pub async fn read_frame(
-    reader: &mut (impl AsyncRead + Unpin),
+/// Most Produce acknowledgements one connection has pending at once.
+pub const PIPELINE_DEPTH: usize = 16;
+
+/// Reads size-prefixed frames. Everything read is kept in the reader, so a read abandoned midway
+/// (a `select!` taking another branch) loses nothing.
+#[derive(Debug)]
+pub struct FrameReader {
+    buf: BytesMut,
     max_size: usize,
-) -> Result<Option<Bytes>, ProtocolError> {
-    let mut size = [0u8; 4];
-    let mut got = 0;
-    while got < 4 {
-        let n = reader
-            .read(&mut size[got..])
-            .await
-            .map_err(ProtocolError::Io)?;
-        if n == 0 {
-            return if got == 0 {
-                Ok(None)
-            } else {
-                Err(ProtocolError::Truncated)
+}
+
+impl FrameReader {
+    /// A reader refusing frames over `max_size` bytes.
+    pub fn new(max_size: usize) -> Self {
+        FrameReader {
+            buf: BytesMut::new(),
+            max_size,
+        }
+    }
+
+    /// The next frame. `Ok(None)` is a clean end of stream between frames. Cancel-safe.
+    pub async fn next(
+        &mut self,
+        reader: &mut (impl AsyncRead + Unpin),
+    ) -> Result<Option<Bytes>, ProtocolError> {
+        loop {
+            let wanted = match self.frame_size()? {
+                Some(size) if self.buf.len() >= 4 + size => {
+                    self.buf.advance(4);
+                    return Ok(Some(self.buf.split_to(size).freeze()));
+                }
+                Some(size) => 4 + size - self.buf.len(),
+                None => 4 - self.buf.len(),
             };
-        }
-        got += n;
-    }
-    let size = i32::from_be_bytes(size);
-    if size < 0 || size as usize > max_size {
-        return Err(ProtocolError::FrameTooLarge {
-            size: i64::from(size),
-            max: max_size,
-        });
-    }
-    let size = size as usize;
-    let mut buf = BytesMut::with_capacity(size.min(READ_CHUNK));
-    while buf.len() < size {
-        buf.reserve((size - buf.len()).min(READ_CHUNK));
-        let want = size - buf.len();
-        let n = (&mut *reader)
-            .take(want as u64)
-            .read_buf(&mut buf)
-            .await
-            .map_err(ProtocolError::Io)?;
-        if n == 0 {
-            return Err(ProtocolError::Truncated);
+            self.buf.reserve(wanted.min(READ_CHUNK));
+            let n = reader
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(ProtocolError::Io)?;
+            if n == 0 {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(ProtocolError::Truncated)
+                };
+            }
         }
     }
-    Ok(Some(buf.freeze()))
+
+    /// The size of the frame at the front, once its prefix is in.
+    fn frame_size(&self) -> Result<Option<usize>, ProtocolError> {
+        let Some(prefix) = self.buf.get(..4) else {
+            return Ok(None);
+        };
+        let size = i32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
+        if size < 0 || size as usize > self.max_size {
+            return Err(ProtocolError::FrameTooLarge {
+                size: i64::from(size),
+                max: self.max_size,
+            });
+        }
+        Ok(Some(size as usize))
+    }
 }
 
 /// Serves one connection until the client closes it, a frame is bad, or `cancel` fires.
@@ -79,47 +107,109 @@ pub async fn serve_connection(
         tracing::debug!(%peer, error = %e, "could not set TCP_NODELAY");
     }
     let (mut reader, mut writer) = stream.into_split();
-    let max = broker.settings().socket_request_max_bytes;
-    let client_host = format!("/{}", peer.ip());
-    loop {
-        let frame = tokio::select! {
-            () = cancel.cancelled() => return,
-            frame = read_frame(&mut reader, max) => frame,
-        };
-        let frame = match frame {
-            Ok(Some(frame)) => frame,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::warn!(%peer, error = %e, "closing connection");
-                return;
-            }
-        };
-        let api = frame
-            .get(0..2)
-            .and_then(|k| ApiKey::try_from(i16::from_be_bytes([k[0], k[1]])).ok());
-        let started = Instant::now();
-        let outcome = dispatch(&broker, frame, &client_host).await;
-        if let Some(api) = api {
-            metrics.observe(api, started.elapsed());
-        }
-        match outcome {
-            Ok(Some(response)) => {
-                // The size and the body in one vectored write: a fetch response of many MiB is
-                // not copied again behind its size.
-                let size = Bytes::copy_from_slice(&(response.len() as u32).to_be_bytes());
-                let mut out = size.chain(response);
-                if let Err(e) = writer.write_all_buf(&mut out).await {
-                    tracing::debug!(%peer, error = %e, "client went away");
-                    return;
+    let mut connection = Connection {
+        broker,
+        metrics,
+        client_host: format!("/{}", peer.ip()),
+        pending: FuturesOrdered::new(),
+    };
+    let mut outcome = connection.serve(&mut reader, &mut writer, &cancel).await;
+    if !matches!(outcome, Err(ProtocolError::Io(_))) && !cancel.is_cancelled() {
+        // The client closed its side or sent a bad frame: what is already due still goes out.
+        outcome = outcome.and(connection.drain(&mut writer).await);
+    }
+    match outcome {
+        Ok(()) => {}
+        Err(ProtocolError::Io(e)) => tracing::debug!(%peer, error = %e, "client went away"),
+        Err(e) => tracing::warn!(%peer, error = %e, "closing connection"),
+    }
+}
+
+/// A connection's state between requests.
+struct Connection {
+    broker: Arc<Broker>,
+    metrics: RequestMetrics,
+    client_host: String,
+    /// Responses not yet written, in request order.
+    pending: FuturesOrdered<PendingResponse>,
+}
+
+impl Connection {
+    async fn serve(
+        &mut self,
+        reader: &mut (impl AsyncRead + Unpin),
+        writer: &mut (impl AsyncWrite + Unpin),
+        cancel: &CancellationToken,
+    ) -> Result<(), ProtocolError> {
+        let mut frames = FrameReader::new(self.broker.settings().socket_request_max_bytes);
+        loop {
+            let frame = tokio::select! {
+                () = cancel.cancelled() => return Ok(()),
+                Some(response) = self.pending.next() => {
+                    write_response(writer, response?).await?;
+                    continue;
                 }
+                frame = frames.next(reader), if self.pending.len() < PIPELINE_DEPTH => frame,
+            };
+            let Some(frame) = frame? else {
+                return Ok(());
+            };
+            let api = frame
+                .get(0..2)
+                .and_then(|k| ApiKey::try_from(i16::from_be_bytes([k[0], k[1]])).ok());
+            if api != Some(ApiKey::Produce) {
+                // Only a Produce may start before the responses ahead of it are out.
+                self.drain(writer).await?;
             }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(%peer, error = %e, "closing connection");
-                return;
+            let started = Instant::now();
+            match begin(&self.broker, frame, &self.client_host).await? {
+                Begun::Answered(response) => {
+                    if let Some(api) = api {
+                        self.metrics.observe(api, started.elapsed());
+                    }
+                    if self.pending.is_empty() {
+                        write_response(writer, response).await?;
+                    } else {
+                        self.pending
+                            .push_back(Box::pin(async move { Ok(response) }));
+                    }
+                }
+                Begun::Acknowledging(response) => {
+                    let metrics = self.metrics.clone();
+                    self.pending.push_back(Box::pin(async move {
+                        let response = response.await;
+                        metrics.observe(ApiKey::Produce, started.elapsed());
+                        response
+                    }));
+                }
             }
         }
     }
+
+    /// Writes every pending response, in order, as each becomes ready.
+    async fn drain(&mut self, writer: &mut (impl AsyncWrite + Unpin)) -> Result<(), ProtocolError> {
+        while let Some(response) = self.pending.next().await {
+            write_response(writer, response?).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes one response, its size and body in one vectored write (a fetch response of many MiB
+/// is not copied again behind its size); nothing for a request that takes no response.
+async fn write_response(
+    writer: &mut (impl AsyncWrite + Unpin),
+    response: Option<Bytes>,
+) -> Result<(), ProtocolError> {
+    let Some(response) = response else {
+        return Ok(());
+    };
+    let size = Bytes::copy_from_slice(&(response.len() as u32).to_be_bytes());
+    let mut out = size.chain(response);
+    writer
+        .write_all_buf(&mut out)
+        .await
+        .map_err(ProtocolError::Io)
 }
 
 #[cfg(test)]
@@ -128,27 +218,176 @@ mod tests {
 
     #[tokio::test]
     async fn frames_are_read_whole_and_bounded() {
+        let mut frames = FrameReader::new(100);
         let mut input: &[u8] = &[0, 0, 0, 3, 1, 2, 3, 0, 0, 0, 2, 9];
-        let frame = read_frame(&mut input, 100)
-            .await
-            .expect("ok")
-            .expect("frame");
+        let frame = frames.next(&mut input).await.expect("ok").expect("frame");
         assert_eq!(&frame[..], &[1, 2, 3]);
         assert!(matches!(
-            read_frame(&mut input, 100).await,
+            frames.next(&mut input).await,
             Err(ProtocolError::Truncated)
         ));
         let mut empty: &[u8] = &[];
-        assert!(read_frame(&mut empty, 100).await.expect("eof").is_none());
+        let next = FrameReader::new(100).next(&mut empty).await;
+        assert!(next.expect("eof").is_none());
         let mut huge: &[u8] = &[0x7f, 0xff, 0xff, 0xff, 0];
         assert!(matches!(
-            read_frame(&mut huge, 100).await,
+            FrameReader::new(100).next(&mut huge).await,
             Err(ProtocolError::FrameTooLarge { .. })
         ));
         let mut negative: &[u8] = &[0xff, 0xff, 0xff, 0xff];
         assert!(matches!(
-            read_frame(&mut negative, 100).await,
+            FrameReader::new(100).next(&mut negative).await,
             Err(ProtocolError::FrameTooLarge { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn a_read_abandoned_midway_loses_nothing() {
+        let (mut client, mut server) = tokio::io::duplex(64);
+        let mut frames = FrameReader::new(100);
+        client.write_all(&[0, 0, 0, 5, 1, 2]).await.expect("write");
+        let abandoned = tokio::time::timeout(
+            std::time::Duration::from_millis(20),
+            frames.next(&mut server),
+        )
+        .await;
+        assert!(abandoned.is_err(), "half a frame is not a frame");
+        client.write_all(&[3, 4, 5, 0, 0]).await.expect("write");
+        let frame = frames.next(&mut server).await.expect("ok").expect("frame");
+        assert_eq!(&frame[..], &[1, 2, 3, 4, 5]);
+        client.write_all(&[0, 1, 9]).await.expect("write");
+        let frame = frames.next(&mut server).await.expect("ok").expect("frame");
+        assert_eq!(&frame[..], &[9], "the next frame's prefix was kept");
+    }
+
+    /// A Produce v8 frame (size prefix included) of one batch of `values` for partition 0 of
+    /// `topic`, acks=all.
+    fn produce_frame(topic: &str, correlation_id: i32, values: &[&str]) -> Bytes {
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        use kafka_protocol::messages::{ProduceRequest, RequestHeader, TopicName};
+        use kafka_protocol::protocol::{Encodable, StrBytes};
+        const VERSION: i16 = 8;
+        let header = RequestHeader::default()
+            .with_request_api_key(ApiKey::Produce as i16)
+            .with_request_api_version(VERSION)
+            .with_correlation_id(correlation_id);
+        let body = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                    .with_partition_data(vec![
+                        PartitionProduceData::default()
+                            .with_index(0)
+                            .with_records(Some(crate::test_support::batch(values, 1_000))),
+                    ]),
+            ]);
+        let mut frame = BytesMut::new();
+        frame.extend_from_slice(&[0; 4]);
+        header
+            .encode(&mut frame, ApiKey::Produce.request_header_version(VERSION))
+            .expect("header");
+        body.encode(&mut frame, VERSION).expect("body");
+        let size = (frame.len() - 4) as u32;
+        frame[..4].copy_from_slice(&size.to_be_bytes());
+        frame.freeze()
+    }
+
+    /// An ApiVersions v0 frame.
+    fn api_versions_frame(correlation_id: i32) -> Bytes {
+        let mut frame = BytesMut::new();
+        frame.extend_from_slice(&10u32.to_be_bytes());
+        frame.extend_from_slice(&(ApiKey::ApiVersions as i16).to_be_bytes());
+        frame.extend_from_slice(&0i16.to_be_bytes());
+        frame.extend_from_slice(&correlation_id.to_be_bytes());
+        frame.extend_from_slice(&(-1i16).to_be_bytes());
+        frame.freeze()
+    }
+
+    #[tokio::test]
+    async fn produces_are_appended_while_earlier_ones_wait_and_answered_in_order() {
+        use kafka_protocol::messages::ProduceResponse;
+        use kafka_protocol::protocol::Decodable;
+
+        use crate::broker::now_ms;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let broker = crate::test_support::open_broker(dir.path()).await;
+        let partitions =
+            crate::test_support::partitions_awaiting_a_follower(&broker, "pipelined", 1).await;
+        let partition = &partitions[0];
+
+        let (client, server) = tokio::io::duplex(1 << 20);
+        let (mut server_reader, mut server_writer) = tokio::io::split(server);
+        let mut connection = Connection {
+            broker: Arc::clone(&broker),
+            metrics: RequestMetrics::default(),
+            client_host: "/127.0.0.1".into(),
+            pending: FuturesOrdered::new(),
+        };
+        let cancel = CancellationToken::new();
+        let stop = cancel.clone();
+        let serving = tokio::spawn(async move {
+            connection
+                .serve(&mut server_reader, &mut server_writer, &stop)
+                .await
+        });
+        let (mut client_reader, mut client_writer) = tokio::io::split(client);
+        for correlation_id in 1..=3 {
+            let frame = produce_frame("pipelined", correlation_id, &["a", "b"]);
+            client_writer.write_all(&frame).await.expect("send");
+        }
+        client_writer
+            .write_all(&api_versions_frame(4))
+            .await
+            .expect("send");
+
+        // All three batches are appended before the first is acknowledged.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while partition.log_end_offset() < 6 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "later produces were not appended while the first waited (log end {})",
+                partition.log_end_offset()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let mut byte = [0u8; 1];
+        let early = tokio::time::timeout(
+            std::time::Duration::from_millis(100),
+            client_reader.read(&mut byte),
+        )
+        .await;
+        assert!(
+            early.is_err(),
+            "nothing is answered before the follower has the batches"
+        );
+
+        // The follower fetches past them: every response, in request order.
+        partition.follower_fetched(2, 6, now_ms(), 30_000);
+        let mut responses = FrameReader::new(1 << 20);
+        let mut base_offsets = Vec::new();
+        for correlation_id in 1..=4 {
+            let mut response = responses
+                .next(&mut client_reader)
+                .await
+                .expect("read")
+                .expect("response");
+            assert_eq!(
+                response.get_i32(),
+                correlation_id,
+                "responses in request order"
+            );
+            if correlation_id < 4 {
+                let produced = ProduceResponse::decode(&mut response, 8).expect("decode");
+                let partition = &produced.responses[0].partition_responses[0];
+                assert_eq!(partition.error_code, 0);
+                base_offsets.push(partition.base_offset);
+            }
+        }
+        assert_eq!(base_offsets, vec![0, 2, 4], "appended in request order");
+        cancel.cancel();
+        serving.await.expect("task").expect("served");
     }
 }
