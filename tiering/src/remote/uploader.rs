@@ -2,13 +2,13 @@
 //! time index. Small segments go in one PUT; larger ones as a multipart upload of `part_bytes`
 //! parts, read from disk piece by piece so memory stays bounded. A rate limit spreads uploads.
 
+use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
-use tokio::io::AsyncReadExt;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
@@ -63,6 +63,19 @@ pub struct Uploader {
     pub limiter: RateLimiter,
     /// Counters.
     pub metrics: TieringMetrics,
+}
+
+/// Reads the next `len` bytes of `file` as one part; the CRC-32C `crc` extended over them.
+fn read_part(file: &mut std::fs::File, len: usize, crc: u32) -> std::io::Result<(Bytes, u32)> {
+    let mut part = Vec::with_capacity(len);
+    let read = file.take(len as u64).read_to_end(&mut part)?;
+    if read < len {
+        return Err(std::io::Error::other(
+            "segment shorter than its recorded size",
+        ));
+    }
+    let crc = crc32c::crc32c_append(crc, &part);
+    Ok((Bytes::from(part), crc))
 }
 
 async fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
@@ -131,24 +144,30 @@ impl Uploader {
         let upload = self.store.put_multipart(key).await.map_err(failed)?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, self.part_bytes);
         let written = async {
-            let mut file = tokio::fs::File::open(&segment.log_path)
-                .await
-                .map_err(|e| LogError::io(&segment.log_path, e))?;
+            let path = segment.log_path.clone();
+            let mut file = std::fs::File::open(&path).map_err(|e| LogError::io(&path, e))?;
             let mut crc = 0u32;
             let mut left = segment.size;
-            let mut buf = vec![0u8; self.part_bytes.min(8 << 20)];
             while left > 0 {
-                let want = buf.len().min(left as usize);
-                file.read_exact(&mut buf[..want])
-                    .await
-                    .map_err(|e| LogError::io(&segment.log_path, e))?;
+                let want = self.part_bytes.min(8 << 20).min(left as usize);
                 writer
                     .wait_for_capacity(PART_CONCURRENCY)
                     .await
                     .map_err(failed)?;
                 self.limiter.acquire(want).await;
-                writer.put(Bytes::copy_from_slice(&buf[..want]));
-                crc = crc32c::crc32c_append(crc, &buf[..want]);
+                // Read straight into the part's own buffer, off the async workers: one copy
+                // from the page cache, none between buffers.
+                let path = path.clone();
+                let (part, returned) = tokio::task::spawn_blocking(move || {
+                    read_part(&mut file, want, crc)
+                        .map(|(part, crc)| ((part, crc), file))
+                        .map_err(|e| LogError::io(&path, e))
+                })
+                .await
+                .map_err(|e| LogError::io(&segment.log_path, std::io::Error::other(e)))??;
+                file = returned;
+                crc = part.1;
+                writer.put(part.0);
                 left -= want as u64;
             }
             for index in &indexes {
