@@ -18,6 +18,8 @@
 //! # Offload protocol: what is written in which order
 //! 1. A segment is sealed locally: data fsynced, indexes written (`log.rs`).
 //! 2. The uploader PUTs the segment object (multipart above the part size) under a fresh key.
+//!    A PUT that returned is durable: on S3 by its contract, on a `file://` store because the
+//!    object and its directory are fsynced before the PUT returns.
 //! 3. It PUTs manifest version `n + 1`, which lists every segment of version `n` plus the new one.
 //! 4. It moves the pointer from `n` to `n + 1` with compare-and-set. A failed compare means another
 //!    writer (a newer leader) moved it: this uploader stops; its objects are unreferenced.

@@ -78,7 +78,11 @@ pub fn open_store(
             .map_err(|()| invalid("not a local path".into()))?;
         std::fs::create_dir_all(&path)
             .map_err(|e| invalid(format!("cannot create {}: {e}", path.display())))?;
-        let store = LocalFileSystem::new_with_prefix(&path).map_err(backend)?;
+        // A PUT must be durable when it returns, as it is on S3: the offload protocol publishes
+        // a manifest only after its segment object is written, and deletes the local copy after.
+        let store = LocalFileSystem::new_with_prefix(&path)
+            .map_err(backend)?
+            .with_fsync(true);
         return Ok((Arc::new(store), String::new()));
     }
     let bucket = parsed
