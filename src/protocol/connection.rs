@@ -167,12 +167,9 @@ impl Connection {
                     if let Some(api) = api {
                         self.metrics.observe(api, started.elapsed());
                     }
-                    if self.pending.is_empty() {
-                        write_response(writer, response).await?;
-                    } else {
-                        self.pending
-                            .push_back(Box::pin(async move { Ok(response) }));
-                    }
+                    // Behind every earlier response (already out unless this was a Produce).
+                    self.drain(writer).await?;
+                    write_response(writer, response).await?;
                 }
                 Begun::Acknowledging(response) => {
                     let metrics = self.metrics.clone();
