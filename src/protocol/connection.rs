@@ -8,7 +8,7 @@
 //! leave in request order; any other request waits until every earlier response is written. A
 //! frame that cannot be handled (too large, truncated, undecodable, an API this broker does not
 //! offer) closes the connection with one log line, after the responses already due; other
-//! connections carry on.
+//! connections carry on. Shutting down, a connection stops reading and writes what is due.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -114,8 +114,9 @@ pub async fn serve_connection(
         pending: FuturesOrdered::new(),
     };
     let mut outcome = connection.serve(&mut reader, &mut writer, &cancel).await;
-    if !matches!(outcome, Err(ProtocolError::Io(_))) && !cancel.is_cancelled() {
-        // The client closed its side or sent a bad frame: what is already due still goes out.
+    if !matches!(outcome, Err(ProtocolError::Io(_))) {
+        // The client closed its side, sent a bad frame, or the broker is shutting down: the
+        // responses already due still go out (the server gives a draining connection a while).
         outcome = outcome.and(connection.drain(&mut writer).await);
     }
     match outcome {
@@ -144,9 +145,11 @@ impl Connection {
         let mut frames = FrameReader::new(self.broker.settings().socket_request_max_bytes);
         loop {
             let frame = tokio::select! {
+                // Finished responses go out before the next frame is read.
+                biased;
                 () = cancel.cancelled() => return Ok(()),
                 Some(response) = self.pending.next() => {
-                    write_response(writer, response?).await?;
+                    self.write_due(writer, response).await?;
                     continue;
                 }
                 frame = frames.next(reader), if self.pending.len() < PIPELINE_DEPTH => frame,
@@ -186,9 +189,26 @@ impl Connection {
     /// Writes every pending response, in order, as each becomes ready.
     async fn drain(&mut self, writer: &mut (impl AsyncWrite + Unpin)) -> Result<(), ProtocolError> {
         while let Some(response) = self.pending.next().await {
-            write_response(writer, response?).await?;
+            self.write_due(writer, response).await?;
         }
         Ok(())
+    }
+
+    /// Writes the next response in order. One that could not be made ends the connection, and
+    /// the responses behind it are dropped: written without it, they would answer the wrong
+    /// requests.
+    async fn write_due(
+        &mut self,
+        writer: &mut (impl AsyncWrite + Unpin),
+        response: Result<Option<Bytes>, ProtocolError>,
+    ) -> Result<(), ProtocolError> {
+        match response {
+            Ok(response) => write_response(writer, response).await,
+            Err(e) => {
+                self.pending = FuturesOrdered::new();
+                Err(e)
+            }
+        }
     }
 }
 
@@ -257,9 +277,9 @@ mod tests {
         assert_eq!(&frame[..], &[9], "the next frame's prefix was kept");
     }
 
-    /// A Produce v8 frame (size prefix included) of one batch of `values` for partition 0 of
+    /// A Produce v8 frame (size prefix included) of one batch of `values` for `partition` of
     /// `topic`, acks=all.
-    fn produce_frame(topic: &str, correlation_id: i32, values: &[&str]) -> Bytes {
+    fn produce_frame(topic: &str, partition: i32, correlation_id: i32, values: &[&str]) -> Bytes {
         use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
         use kafka_protocol::messages::{ProduceRequest, RequestHeader, TopicName};
         use kafka_protocol::protocol::{Encodable, StrBytes};
@@ -276,7 +296,7 @@ mod tests {
                     .with_name(TopicName(StrBytes::from_string(topic.to_string())))
                     .with_partition_data(vec![
                         PartitionProduceData::default()
-                            .with_index(0)
+                            .with_index(partition)
                             .with_records(Some(crate::test_support::batch(values, 1_000))),
                     ]),
             ]);
@@ -302,89 +322,130 @@ mod tests {
         frame.freeze()
     }
 
+    /// The client's end of a connection served by `broker`.
+    struct Client {
+        reader: tokio::io::ReadHalf<tokio::io::DuplexStream>,
+        writer: tokio::io::WriteHalf<tokio::io::DuplexStream>,
+        responses: FrameReader,
+    }
+
+    impl Client {
+        fn connect(broker: &Arc<Broker>, cancel: &CancellationToken) -> Self {
+            let (client, server) = tokio::io::duplex(1 << 20);
+            let (mut server_reader, mut server_writer) = tokio::io::split(server);
+            let mut connection = Connection {
+                broker: Arc::clone(broker),
+                metrics: RequestMetrics::default(),
+                client_host: "/127.0.0.1".into(),
+                pending: FuturesOrdered::new(),
+            };
+            let stop = cancel.clone();
+            tokio::spawn(async move {
+                connection
+                    .serve(&mut server_reader, &mut server_writer, &stop)
+                    .await
+            });
+            let (reader, writer) = tokio::io::split(client);
+            Client {
+                reader,
+                writer,
+                responses: FrameReader::new(1 << 20),
+            }
+        }
+
+        async fn send(&mut self, frame: Bytes) {
+            self.writer.write_all(&frame).await.expect("send");
+        }
+
+        /// Asserts no response arrives for a while.
+        async fn expect_silence(&mut self, why: &str) {
+            let mut byte = [0u8; 1];
+            let read = tokio::time::timeout(
+                std::time::Duration::from_millis(100),
+                self.reader.read(&mut byte),
+            )
+            .await;
+            assert!(read.is_err(), "{why}");
+        }
+
+        /// The next response: its correlation id, and the base offset of a Produce response.
+        async fn response(&mut self, produce: bool) -> (i32, Option<i64>) {
+            use kafka_protocol::messages::ProduceResponse;
+            use kafka_protocol::protocol::Decodable;
+            let mut response = self
+                .responses
+                .next(&mut self.reader)
+                .await
+                .expect("read")
+                .expect("response");
+            let correlation_id = response.get_i32();
+            let base_offset = produce.then(|| {
+                let produced = ProduceResponse::decode(&mut response, 8).expect("decode");
+                let partition = &produced.responses[0].partition_responses[0];
+                assert_eq!(partition.error_code, 0);
+                partition.base_offset
+            });
+            (correlation_id, base_offset)
+        }
+    }
+
+    async fn wait_for_log_ends(partitions: &[Arc<crate::broker::Partition>], end: i64) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while partitions.iter().any(|p| p.log_end_offset() < end) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "later produces were not appended while earlier ones waited"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
     #[tokio::test]
     async fn produces_are_appended_while_earlier_ones_wait_and_answered_in_order() {
-        use kafka_protocol::messages::ProduceResponse;
-        use kafka_protocol::protocol::Decodable;
-
         use crate::broker::now_ms;
 
         let dir = tempfile::tempdir().expect("tempdir");
         let broker = crate::test_support::open_broker(dir.path()).await;
         let partitions =
-            crate::test_support::partitions_awaiting_a_follower(&broker, "pipelined", 1).await;
-        let partition = &partitions[0];
-
-        let (client, server) = tokio::io::duplex(1 << 20);
-        let (mut server_reader, mut server_writer) = tokio::io::split(server);
-        let mut connection = Connection {
-            broker: Arc::clone(&broker),
-            metrics: RequestMetrics::default(),
-            client_host: "/127.0.0.1".into(),
-            pending: FuturesOrdered::new(),
-        };
+            crate::test_support::partitions_awaiting_a_follower(&broker, "pipelined", 3).await;
         let cancel = CancellationToken::new();
-        let stop = cancel.clone();
-        let serving = tokio::spawn(async move {
-            connection
-                .serve(&mut server_reader, &mut server_writer, &stop)
-                .await
-        });
-        let (mut client_reader, mut client_writer) = tokio::io::split(client);
+        let mut client = Client::connect(&broker, &cancel);
+        for (correlation_id, partition) in [(1, 0), (2, 1), (3, 2)] {
+            client
+                .send(produce_frame(
+                    "pipelined",
+                    partition,
+                    correlation_id,
+                    &["a", "b"],
+                ))
+                .await;
+        }
+        // All three are appended before any is acknowledged.
+        wait_for_log_ends(&partitions, 2).await;
+
+        // The later requests are acknowledged first; nothing may overtake the first.
+        partitions[2].follower_fetched(2, 2, now_ms(), 30_000);
+        partitions[1].follower_fetched(2, 2, now_ms(), 30_000);
+        client
+            .expect_silence("a response overtook an earlier, unacknowledged one")
+            .await;
+        partitions[0].follower_fetched(2, 2, now_ms(), 30_000);
         for correlation_id in 1..=3 {
-            let frame = produce_frame("pipelined", correlation_id, &["a", "b"]);
-            client_writer.write_all(&frame).await.expect("send");
+            assert_eq!(client.response(true).await, (correlation_id, Some(0)));
         }
-        client_writer
-            .write_all(&api_versions_frame(4))
-            .await
-            .expect("send");
 
-        // All three batches are appended before the first is acknowledged.
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-        while partition.log_end_offset() < 6 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "later produces were not appended while the first waited (log end {})",
-                partition.log_end_offset()
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-        let mut byte = [0u8; 1];
-        let early = tokio::time::timeout(
-            std::time::Duration::from_millis(100),
-            client_reader.read(&mut byte),
-        )
-        .await;
-        assert!(
-            early.is_err(),
-            "nothing is answered before the follower has the batches"
-        );
-
-        // The follower fetches past them: every response, in request order.
-        partition.follower_fetched(2, 6, now_ms(), 30_000);
-        let mut responses = FrameReader::new(1 << 20);
-        let mut base_offsets = Vec::new();
-        for correlation_id in 1..=4 {
-            let mut response = responses
-                .next(&mut client_reader)
-                .await
-                .expect("read")
-                .expect("response");
-            assert_eq!(
-                response.get_i32(),
-                correlation_id,
-                "responses in request order"
-            );
-            if correlation_id < 4 {
-                let produced = ProduceResponse::decode(&mut response, 8).expect("decode");
-                let partition = &produced.responses[0].partition_responses[0];
-                assert_eq!(partition.error_code, 0);
-                base_offsets.push(partition.base_offset);
-            }
-        }
-        assert_eq!(base_offsets, vec![0, 2, 4], "appended in request order");
+        // Any other request waits for the Produce ahead of it.
+        client
+            .send(produce_frame("pipelined", 0, 4, &["c", "d"]))
+            .await;
+        client.send(api_versions_frame(5)).await;
+        wait_for_log_ends(&partitions[..1], 4).await;
+        client
+            .expect_silence("ApiVersions was answered before the Produce ahead of it")
+            .await;
+        partitions[0].follower_fetched(2, 4, now_ms(), 30_000);
+        assert_eq!(client.response(true).await, (4, Some(2)));
+        assert_eq!(client.response(false).await, (5, None));
         cancel.cancel();
-        serving.await.expect("task").expect("served");
     }
 }

@@ -27,7 +27,8 @@ use crate::protocol::records::recompress;
 pub struct Appended {
     version: i16,
     acks: i16,
-    timeout: Duration,
+    /// When acks=all stops waiting: the request's `timeout_ms` after it arrived.
+    deadline: Instant,
     topics: Vec<AppendedTopic>,
 }
 
@@ -50,6 +51,8 @@ struct Written {
 pub async fn append(broker: &Broker, version: i16, request: ProduceRequest) -> Appended {
     let acks = request.acks;
     let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0).max(1));
+    // One deadline for the whole request, as Kafka's `timeout_ms` is.
+    let deadline = Instant::now() + timeout;
     let transactional = request.transactional_id.is_some();
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for topic_data in request.topic_data {
@@ -76,7 +79,7 @@ pub async fn append(broker: &Broker, version: i16, request: ProduceRequest) -> A
     Appended {
         version,
         acks,
-        timeout,
+        deadline,
         topics,
     }
 }
@@ -86,8 +89,7 @@ impl Appended {
     /// once; the response, or `None` for acks=0.
     pub async fn acknowledged(self) -> Option<ProduceResponse> {
         let (version, acks) = (self.version, self.acks);
-        // One deadline for the whole request, as Kafka's `timeout_ms` is.
-        let deadline = Instant::now() + self.timeout;
+        let deadline = self.deadline;
         let mut responses = Vec::with_capacity(self.topics.len());
         for topic in self.topics {
             let name = &topic.name;
@@ -210,47 +212,83 @@ fn partition_response(
 
 #[cfg(test)]
 mod tests {
+    use kafka_protocol::error::ResponseError;
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     use kafka_protocol::protocol::StrBytes;
 
     use super::*;
     use crate::test_support::{batch, open_broker, partitions_awaiting_a_follower};
 
+    fn request(partitions: &[i32], timeout_ms: i32) -> ProduceRequest {
+        let data = partitions.iter().map(|&index| {
+            PartitionProduceData::default()
+                .with_index(index)
+                .with_records(Some(batch(&["a", "b"], 1_000)))
+        });
+        ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(timeout_ms)
+            .with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_name(TopicName(StrBytes::from_static_str("two")))
+                    .with_partition_data(data.collect()),
+            ])
+    }
+
+    fn answers(response: &ProduceResponse) -> Vec<(i32, i16, i64)> {
+        response.responses[0]
+            .partition_responses
+            .iter()
+            .map(|p| (p.index, p.error_code, p.base_offset))
+            .collect()
+    }
+
     #[tokio::test]
     async fn every_partition_is_appended_before_acknowledgements_are_awaited() {
         let dir = tempfile::tempdir().expect("tempdir");
         let broker = open_broker(dir.path()).await;
         let partitions = partitions_awaiting_a_follower(&broker, "two", 2).await;
-        let data = [0, 1].map(|index| {
-            PartitionProduceData::default()
-                .with_index(index)
-                .with_records(Some(batch(&["a", "b"], 1_000)))
-        });
-        let request = ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(30_000)
-            .with_topic_data(vec![
-                TopicProduceData::default()
-                    .with_name(TopicName(StrBytes::from_static_str("two")))
-                    .with_partition_data(data.to_vec()),
-            ]);
-        let appended = append(&broker, 8, request).await;
+        let appended = append(&broker, 8, request(&[0, 1], 30_000)).await;
         let ends: Vec<_> = partitions.iter().map(|p| p.log_end_offset()).collect();
         assert_eq!(
             ends,
-            [2, 2],
+            vec![2, 2],
             "both partitions appended, neither acknowledged yet"
         );
         let acknowledged = tokio::spawn(appended.acknowledged());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !acknowledged.is_finished(),
+            "acks=all waits for the follower"
+        );
         for p in &partitions {
             p.follower_fetched(2, 2, now_ms(), 30_000);
         }
         let response = acknowledged.await.expect("task").expect("acks=all answers");
-        let answered: Vec<_> = response.responses[0]
-            .partition_responses
-            .iter()
-            .map(|p| (p.index, p.error_code, p.base_offset))
-            .collect();
-        assert_eq!(answered, vec![(0, 0, 0), (1, 0, 0)]);
+        assert_eq!(answers(&response), vec![(0, 0, 0), (1, 0, 0)]);
+    }
+
+    #[tokio::test]
+    async fn partitions_share_the_request_timeout() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let broker = open_broker(dir.path()).await;
+        partitions_awaiting_a_follower(&broker, "two", 2).await;
+        let started = Instant::now();
+        let response = append(&broker, 8, request(&[0, 1], 1_000))
+            .await
+            .acknowledged()
+            .await
+            .expect("acks=all answers");
+        let timed_out = ResponseError::RequestTimedOut.code();
+        assert_eq!(
+            answers(&response),
+            vec![(0, timed_out, -1), (1, timed_out, -1)]
+        );
+        // Waited one after the other, two partitions would take two timeouts.
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_secs(1) && waited < Duration::from_millis(1_900),
+            "waited {waited:?} for a 1 s timeout"
+        );
     }
 }
