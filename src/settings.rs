@@ -156,6 +156,11 @@ pub struct SettingsLayer {
     /// Upload rate limit in bytes per second, 0 for none [default: 0].
     #[arg(long, env = "STRATA_UPLOAD_RATE_LIMIT_BYTES")]
     pub upload_rate_limit_bytes: Option<u64>,
+    /// Pace segment uploads to this multiple of the broker's produce rate while producers
+    /// append more than 8 MiB/s, so an upload does not take the CPU from the produce path in a
+    /// burst; 0 for no pacing [default: 1.25].
+    #[arg(long, env = "STRATA_UPLOAD_INGEST_MULTIPLE")]
+    pub upload_ingest_multiple: Option<f64>,
     /// How often sealed segments are looked for and offloaded, in ms [default: 1000].
     #[arg(long, env = "STRATA_TIERING_INTERVAL_MS")]
     pub tiering_interval_ms: Option<u64>,
@@ -298,6 +303,7 @@ impl SettingsLayer {
             upload_rate_limit_bytes: self
                 .upload_rate_limit_bytes
                 .or(lower.upload_rate_limit_bytes),
+            upload_ingest_multiple: self.upload_ingest_multiple.or(lower.upload_ingest_multiple),
             tiering_interval_ms: self.tiering_interval_ms.or(lower.tiering_interval_ms),
             cache_memory_bytes: self.cache_memory_bytes.or(lower.cache_memory_bytes),
             cache_disk_bytes: self.cache_disk_bytes.or(lower.cache_disk_bytes),
@@ -376,7 +382,7 @@ impl SettingsLayer {
 }
 
 /// Validated broker settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// Directory for partition logs and the embedded metadata store.
     pub data_dir: PathBuf,
@@ -435,7 +441,7 @@ pub struct Settings {
 }
 
 /// Settings of the remote tier.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TieringSettings {
     /// Object store URL.
     pub object_store: String,
@@ -445,6 +451,8 @@ pub struct TieringSettings {
     pub upload_part_bytes: usize,
     /// Upload rate limit, bytes per second (0: none).
     pub upload_rate_limit_bytes: u64,
+    /// Uploads are paced to this multiple of the produce rate (0: not paced).
+    pub upload_ingest_multiple: f64,
     /// Offload scan interval.
     pub interval_ms: u64,
     /// Chunk cache sizes and location.
@@ -789,6 +797,15 @@ fn tiering_settings(
         },
         upload_part_bytes: part_bytes as usize,
         upload_rate_limit_bytes: layer.upload_rate_limit_bytes.unwrap_or(0),
+        upload_ingest_multiple: match layer.upload_ingest_multiple.unwrap_or(1.25) {
+            m if m == 0.0 || (m.is_finite() && m >= 1.0) => m,
+            m => {
+                return Err(invalid(
+                    "upload-ingest-multiple",
+                    format!("{m} is neither 0 nor at least 1 (uploads would fall behind)"),
+                ));
+            }
+        },
         interval_ms: positive(
             "tiering-interval-ms",
             layer.tiering_interval_ms.unwrap_or(1_000),

@@ -28,10 +28,11 @@ pub use topic::Topic;
 
 use strata_tiering::remote::RemoteTier;
 use strata_tiering::remote::cache::ChunkCache;
+use strata_tiering::remote::limiter::RateLimiter;
 use strata_tiering::remote::metrics::TieringMetrics;
 use strata_tiering::remote::reader::RemoteReader;
 use strata_tiering::remote::store::{HookedStore, open_store};
-use strata_tiering::remote::uploader::{RateLimiter, Uploader};
+use strata_tiering::remote::uploader::Uploader;
 
 use crate::cluster::reassign::check_replicas;
 use crate::cluster::view::ClusterView;
@@ -611,7 +612,10 @@ pub(crate) async fn open_tier(
         uploader: Uploader {
             store,
             part_bytes: tiering.upload_part_bytes,
-            limiter: RateLimiter::new(tiering.upload_rate_limit_bytes),
+            limiter: RateLimiter::paced(
+                tiering.upload_rate_limit_bytes,
+                tiering.upload_ingest_multiple,
+            ),
             metrics: metrics.clone(),
         },
     }))

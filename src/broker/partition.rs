@@ -321,15 +321,18 @@ impl Partition {
 
     /// Appends record batches as the leader, stamped with its epoch, on a blocking thread (file
     /// writes), then publishes the new log end and high watermark, waking
-    /// fetches (and followers) that wait on this partition.
+    /// fetches (and followers) that wait on this partition. The bytes count towards the produce
+    /// rate uploads are paced to.
     pub async fn append(&self, records: Bytes, options: AppendOptions) -> Result<AppendOutcome> {
         let options = AppendOptions {
             leader_epoch: self.leader_epoch()?,
             ..options
         };
+        let bytes = records.len() as u64;
         let outcome = self
             .on_log(move |log| log.append(&records, options))
             .await?;
+        self.remote.record_ingest(bytes);
         self.publish_log_end();
         self.advance_high_watermark();
         Ok(outcome)

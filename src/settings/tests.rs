@@ -64,6 +64,20 @@ fn errors_name_the_key() {
             },
             "advertised-listener",
         ),
+        (
+            SettingsLayer {
+                upload_ingest_multiple: Some(0.5),
+                ..Default::default()
+            },
+            "upload-ingest-multiple",
+        ),
+        (
+            SettingsLayer {
+                upload_ingest_multiple: Some(f64::NAN),
+                ..Default::default()
+            },
+            "upload-ingest-multiple",
+        ),
     ];
     for (layer, key) in cases {
         let err = Settings::resolve(layer).expect_err("invalid");

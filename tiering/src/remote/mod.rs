@@ -54,6 +54,7 @@
 //! object.
 
 pub mod cache;
+pub mod limiter;
 pub mod manifest;
 pub mod metrics;
 pub mod pace;

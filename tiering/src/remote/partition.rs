@@ -124,6 +124,11 @@ impl RemotePartition {
         }
     }
 
+    /// Counts `bytes` appended by producers on this broker: uploads are paced to that rate.
+    pub fn record_ingest(&self, bytes: u64) {
+        self.tier.uploader.limiter.record_ingest(bytes);
+    }
+
     /// The published manifest.
     pub async fn manifest(&self) -> Arc<Manifest> {
         Arc::clone(&self.published.read().await.manifest)

@@ -1,17 +1,15 @@
 //! Uploading one sealed segment as one object: the `.log` bytes, then the offset index, then the
 //! time index. Small segments go in one PUT; larger ones as a multipart upload of `part_bytes`
-//! parts, read from disk piece by piece so memory stays bounded. A rate limit spreads uploads.
+//! parts, read from disk piece by piece so memory stays bounded. A [`RateLimiter`] spreads them.
 
 use std::io::Read;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
-use tokio::sync::Mutex;
-use tokio::time::Instant;
 
+use super::limiter::RateLimiter;
 use super::manifest::RemoteSegment;
 use super::metrics::TieringMetrics;
 use crate::error::{LogError, Result};
@@ -19,38 +17,6 @@ use crate::log::SealedSegment;
 
 /// How many parts of one multipart upload are in flight at once.
 const PART_CONCURRENCY: usize = 4;
-
-/// Spreads uploads so they stay under a byte rate; unlimited when the rate is 0.
-#[derive(Debug)]
-pub struct RateLimiter {
-    bytes_per_second: u64,
-    next_free: Mutex<Instant>,
-}
-
-impl RateLimiter {
-    /// A limiter of `bytes_per_second` (0 for none).
-    pub fn new(bytes_per_second: u64) -> Self {
-        RateLimiter {
-            bytes_per_second,
-            next_free: Mutex::new(Instant::now()),
-        }
-    }
-
-    /// Waits until `bytes` more may be sent.
-    pub async fn acquire(&self, bytes: usize) {
-        if self.bytes_per_second == 0 {
-            return;
-        }
-        let cost = Duration::from_secs_f64(bytes as f64 / self.bytes_per_second as f64);
-        let wait_until = {
-            let mut next = self.next_free.lock().await;
-            let start = (*next).max(Instant::now());
-            *next = start + cost;
-            start
-        };
-        tokio::time::sleep_until(wait_until).await;
-    }
-}
 
 /// Where and how segments are uploaded.
 #[derive(Debug)]

@@ -8,10 +8,10 @@ use crate::batch::tests::{TestBatch, build_batch};
 use crate::batch::{BatchHeader, split_batches, validate_batch};
 use crate::log::AppendOptions;
 use crate::remote::cache::{CacheSettings, ChunkCache};
+use crate::remote::limiter::RateLimiter;
 use crate::remote::metrics::TieringMetrics;
 use crate::remote::pointer::MemoryPointers;
 use crate::remote::store::{FailSwitch, HookedStore};
-use crate::remote::uploader::RateLimiter;
 
 struct Fixture {
     dir: tempfile::TempDir,
