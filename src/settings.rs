@@ -156,9 +156,9 @@ pub struct SettingsLayer {
     /// Upload rate limit in bytes per second, 0 for none [default: 0].
     #[arg(long, env = "STRATA_UPLOAD_RATE_LIMIT_BYTES")]
     pub upload_rate_limit_bytes: Option<u64>,
-    /// Pace segment uploads to this multiple of the broker's produce rate while producers
-    /// append more than 8 MiB/s, so an upload does not take the CPU from the produce path in a
-    /// burst; 0 for no pacing [default: 1.25].
+    /// Pace segment uploads to at most this multiple of the broker's produce rate (never below
+    /// 64 MiB/s), so an upload does not take the CPU from the produce path in one burst; 0 for
+    /// no pacing [default: 1.25].
     #[arg(long, env = "STRATA_UPLOAD_INGEST_MULTIPLE")]
     pub upload_ingest_multiple: Option<f64>,
     /// How often sealed segments are looked for and offloaded, in ms [default: 1000].

@@ -2,11 +2,12 @@
 //!
 //! An upload copies a whole sealed segment (a GiB by default) as fast as the store takes it.
 //! On a busy broker that burst competes with the produce and replication path for CPU and
-//! memory bandwidth, and every acknowledgement stalls while it lasts. Paced, an upload runs at a
-//! multiple of the broker's ingest rate (the bytes its producers appended, measured over the
-//! last second or more): fast enough to keep up, since data is sealed at the ingest rate, and
-//! spread over about the time the segment took to fill. Below a small ingest rate uploads are
-//! not paced: there is no produce path to protect, and a backlog drains at full speed.
+//! memory, and every acknowledgement stalls while it lasts. Paced, uploads run at most at a
+//! multiple of the broker's produce rate (the bytes its producers appended, measured each
+//! second or more and smoothed), never below [`PACED_FLOOR_BYTES_PER_SECOND`]: fast enough to
+//! keep up, since data is sealed at the produce rate, and spread over about the time a segment
+//! took to fill. The floor also paces a backlog left when the load drops, instead of letting it
+//! burst into the quieter traffic that follows.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -14,8 +15,8 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-/// Ingest rates below this (bytes per second) leave uploads unpaced.
-pub const UNPACED_BELOW_BYTES_PER_SECOND: f64 = 8.0 * 1024.0 * 1024.0;
+/// The slowest a paced upload is held to, bytes per second (64 MiB/s: a GiB in 16 s).
+pub const PACED_FLOOR_BYTES_PER_SECOND: f64 = 64.0 * 1024.0 * 1024.0;
 
 /// How long the ingest rate is measured over, at least.
 const SAMPLE_PERIOD: Duration = Duration::from_secs(1);
@@ -93,7 +94,7 @@ impl RateLimiter {
     /// The rate allowed now, bytes per second; `None` for unlimited.
     fn rate(&self, state: &mut State, now: Instant) -> Option<f64> {
         let cap = (self.cap_bytes_per_second > 0).then_some(self.cap_bytes_per_second as f64);
-        let paced = self.multiple.and_then(|multiple| {
+        let paced = self.multiple.map(|multiple| {
             let elapsed = now - state.sampled_at;
             if elapsed >= SAMPLE_PERIOD {
                 let total = self.ingested.load(Ordering::Relaxed);
@@ -108,7 +109,7 @@ impl RateLimiter {
                 state.sampled_at = now;
                 state.sampled_total = total;
             }
-            (state.ingest >= UNPACED_BELOW_BYTES_PER_SECOND).then_some(multiple * state.ingest)
+            (multiple * state.ingest).max(PACED_FLOOR_BYTES_PER_SECOND)
         });
         match (cap, paced) {
             (Some(cap), Some(paced)) => Some(cap.min(paced)),
@@ -151,52 +152,47 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn uploads_follow_the_ingest_rate() {
         let limiter = std::sync::Arc::new(RateLimiter::paced(0, 1.25));
-        // Producers append 40 MiB every second, before and while the upload runs.
+        // Producers append 80 MiB every second, before and while the upload runs.
         let producing = {
             let limiter = std::sync::Arc::clone(&limiter);
             tokio::spawn(async move {
                 loop {
-                    limiter.record_ingest(40 * MIB);
+                    limiter.record_ingest(80 * MIB);
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             })
         };
         tokio::time::sleep(Duration::from_millis(1_500)).await;
-        // Measured at 40–53 MiB/s (whole seconds of produce over one and a half), paced at 1.25
-        // times that: the three parts after the first take 2.25–3 s.
-        let took = time_to_send(&limiter, 4, 50 * MIB as usize).await;
+        // Measured at 80–107 MiB/s (whole seconds of produce over one and a half), paced at
+        // 1.25 times that: the three parts after the first take 2.25–3 s.
+        let took = time_to_send(&limiter, 4, 100 * MIB as usize).await;
         assert!(
             (Duration::from_millis(2_200)..=Duration::from_millis(3_100)).contains(&took),
             "took {took:?}"
         );
         producing.abort();
-        // Once producers stop, the estimate decays and the pacing ends within a few seconds.
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        for _ in 0..4 {
-            limiter.acquire(0).await;
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-        assert_eq!(
-            time_to_send(&limiter, 10, 100 * MIB as usize).await,
-            Duration::ZERO
-        );
     }
 
     #[tokio::test(start_paused = true)]
-    async fn without_produce_uploads_are_unpaced_and_a_cap_still_holds() {
+    async fn without_produce_uploads_run_at_the_floor_and_a_cap_still_holds() {
         let limiter = RateLimiter::paced(0, 1.25);
         limiter.record_ingest(MIB);
         tokio::time::advance(Duration::from_secs(2)).await;
-        assert_eq!(
-            time_to_send(&limiter, 10, 100 * MIB as usize).await,
-            Duration::ZERO,
-            "0.5 MiB/s of produce is below the pacing threshold"
-        );
+        // 0.5 MiB/s of produce: the floor of 64 MiB/s, a second per 64 MiB after the first.
+        let took = time_to_send(&limiter, 5, 64 * MIB as usize).await;
+        assert_eq!(took.as_secs(), 4);
         let capped = RateLimiter::paced(20 * MIB, 1.25);
         capped.record_ingest(100 * MIB);
         tokio::time::advance(Duration::from_secs(1)).await;
-        // Ingest 100 MiB/s would allow 125; the cap of 20 wins.
+        // Produce at 100 MiB/s would allow 125; the cap of 20 wins.
         let took = time_to_send(&capped, 3, 20 * MIB as usize).await;
         assert_eq!(took.as_secs(), 2);
+        let unpaced = RateLimiter::paced(0, 0.0);
+        unpaced.record_ingest(100 * MIB);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(
+            time_to_send(&unpaced, 10, 100 * MIB as usize).await,
+            Duration::ZERO
+        );
     }
 }
