@@ -128,11 +128,7 @@ def main() -> None:
         summary = json.loads(load.stdout.read().strip().splitlines()[-1])
         print(json.dumps({"produce_ack_ms": summary["produce_ack_ms"]}))
     finally:
-        for b in brokers:
-            b.close()
-        if etcd:
-            etcd.kill()
-            etcd.wait()
+        bench.stop_cluster(brokers, etcd)
         shutil.rmtree(work, ignore_errors=True)
 
 

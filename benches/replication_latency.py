@@ -61,6 +61,15 @@ def start_etcd(workdir: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit("etcd did not start")
 
 
+def stop_cluster(brokers: list[Broker], etcd: subprocess.Popen | None) -> None:
+    """Closes every broker, then stops etcd (if one was started)."""
+    for b in brokers:
+        b.close()
+    if etcd:
+        etcd.kill()
+        etcd.wait()
+
+
 TOPIC_CONFIG: dict[str, str] = {}
 
 
@@ -225,10 +234,7 @@ def main() -> None:
         }
         print(json.dumps(summary, indent=2))
     finally:
-        for b in brokers:
-            b.close()
-        etcd.kill()
-        etcd.wait()
+        stop_cluster(brokers, etcd)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 import suite_limits  # noqa: E402
-from replication_latency import start_etcd  # noqa: E402
+from replication_latency import start_etcd, stop_cluster  # noqa: E402
 from conftest import S3_ENV, Broker, S3Server, free_port, s3_broker_args  # noqa: E402
 
 MIB = 1 << 20
@@ -335,11 +335,7 @@ def run_suite(args, out: Path, work: Path) -> dict:
         result["scenarios"] = scenarios
         result["memory_mib"] = memory
     finally:
-        for b in brokers:
-            b.close()
-        if etcd:
-            etcd.kill()
-            etcd.wait()
+        stop_cluster(brokers, etcd)
         s3.close()
     return result
 

@@ -63,20 +63,6 @@ pub enum ProtocolError {
     Io(std::io::Error),
 }
 
-/// Handles one request frame from `client_host` (the peer's address, as group descriptions show
-/// it). Returns the response body (header included, size prefix not), or `None` when the request
-/// expects no response (Produce with acks=0).
-pub async fn dispatch(
-    broker: &Broker,
-    frame: Bytes,
-    client_host: &str,
-) -> Result<Option<Bytes>, ProtocolError> {
-    match begin(broker, frame, client_host).await? {
-        Begun::Answered(response) => Ok(response),
-        Begun::Acknowledging(pending) => pending.await,
-    }
-}
-
 /// A response still to come: a Produce's acknowledgement, encoded when it arrives.
 pub type PendingResponse = BoxFuture<'static, Result<Option<Bytes>, ProtocolError>>;
 
@@ -97,8 +83,10 @@ impl std::fmt::Debug for Begun {
     }
 }
 
-/// Handles one request frame as far as it must go before the connection's next request may
-/// start: a Produce until its batches are appended, any other request to its response.
+/// Handles one request frame from `client_host` (the peer's address, as group descriptions show
+/// it) as far as it must go before the connection's next request may start: a Produce until its
+/// batches are appended, any other request to its response. A response is the body (header
+/// included, size prefix not), or `None` when the request expects none (Produce with acks=0).
 pub async fn begin(
     broker: &Broker,
     mut frame: Bytes,
@@ -193,6 +181,18 @@ mod tests {
             .expect("runtime");
         let broker = rt.block_on(open_broker(dir));
         (rt, broker)
+    }
+
+    /// `frame` handled to its response, acknowledgement included.
+    async fn dispatch(
+        broker: &Broker,
+        frame: Bytes,
+        client_host: &str,
+    ) -> Result<Option<Bytes>, ProtocolError> {
+        match begin(broker, frame, client_host).await? {
+            Begun::Answered(response) => Ok(response),
+            Begun::Acknowledging(pending) => pending.await,
+        }
     }
 
     fn frame(api: i16, version: i16, body: &[u8]) -> Bytes {
