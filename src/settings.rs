@@ -111,6 +111,12 @@ pub struct SettingsLayer {
         allow_negative_numbers = true
     )]
     pub log_flush_scheduler_interval_ms: Option<i64>,
+    /// Drop-behind: each partition's data more than this many bytes behind its end is written
+    /// back and dropped from the page cache on every flush-scheduler pass, so the log's page
+    /// cache stays bounded and its pages are reused; 0 leaves the page cache to the kernel
+    /// [default: 33554432].
+    #[arg(long, env = "STRATA_LOG_DROP_BEHIND_BYTES")]
+    pub log_drop_behind_bytes: Option<u64>,
     /// Default `compression.type` [default: producer].
     #[arg(long, env = "STRATA_COMPRESSION_TYPE")]
     pub compression_type: Option<String>,
@@ -287,6 +293,7 @@ impl SettingsLayer {
             log_flush_scheduler_interval_ms: self
                 .log_flush_scheduler_interval_ms
                 .or(lower.log_flush_scheduler_interval_ms),
+            log_drop_behind_bytes: self.log_drop_behind_bytes.or(lower.log_drop_behind_bytes),
             compression_type: self.compression_type.or(lower.compression_type),
             log_message_timestamp_type: self
                 .log_message_timestamp_type
@@ -381,6 +388,10 @@ impl SettingsLayer {
     }
 }
 
+/// Default drop-behind distance: enough for followers and consumers at the tail to read from the
+/// page cache.
+const DROP_BEHIND_BYTES: u64 = 32 << 20;
+
 /// Validated broker settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -404,6 +415,8 @@ pub struct Settings {
     pub retention_check_interval_ms: u64,
     /// How often sealed segments are fsynced and `flush.ms` is checked.
     pub flush_scheduler_interval_ms: u64,
+    /// Bytes of each partition's newest data left in the page cache by drop-behind; 0 = off.
+    pub drop_behind_bytes: u64,
     /// Broker-level defaults of topic configs, by Kafka topic config name.
     pub topic_defaults: Vec<(&'static str, String)>,
     /// The remote tier.
@@ -735,6 +748,7 @@ impl Settings {
                 "log-flush-scheduler-interval-ms",
                 layer.log_flush_scheduler_interval_ms.unwrap_or(1_000),
             )? as u64,
+            drop_behind_bytes: layer.log_drop_behind_bytes.unwrap_or(DROP_BEHIND_BYTES),
             topic_defaults: defaults,
         })
     }

@@ -616,6 +616,7 @@ pub(crate) async fn open_tier(
                 tiering.upload_rate_limit_bytes,
                 tiering.upload_ingest_multiple,
             ),
+            drop_read_pages: settings.drop_behind_bytes > 0,
             metrics: metrics.clone(),
         },
     }))

@@ -14,6 +14,7 @@ pub mod epochs;
 pub mod error;
 pub mod index;
 pub mod log;
+pub mod page_cache;
 pub mod producer_state;
 pub mod remote;
 pub mod retention;

@@ -33,6 +33,7 @@ use crate::batch::{self, BatchHeader, HEADER_SIZE, Stamp};
 use crate::config::LogConfig;
 use crate::epochs::{self, LeaderEpochCache};
 use crate::error::{LogError, Result};
+use crate::page_cache::DropBehind;
 use crate::producer_state::{self, ProducerStateTable, SequenceCheck};
 use crate::retention::{SegmentSummary, plan_retention};
 use crate::segment::{self, Segment};
@@ -113,6 +114,8 @@ struct LogState {
     recovery_point: i64,
     /// Producer state as of the last roll, written by `flush_sealed` outside the lock.
     pending_snapshot: Option<(i64, ProducerStateTable)>,
+    /// How far the written data has been dropped from the page cache (`log/drop_behind.rs`).
+    drop_behind: DropBehind,
 }
 
 impl LogState {
@@ -198,6 +201,7 @@ impl PartitionLog {
             remote_end_offset: None,
             recovery_point: stored_recovery_point,
             pending_snapshot: None,
+            drop_behind: DropBehind::default(),
         };
         if clean {
             // `close` fsynced everything; the stored point is written at the next flush.
@@ -734,6 +738,7 @@ fn write_log_start(dir: &Path, offset: i64) -> Result<()> {
 }
 
 mod cleaned;
+mod drop_behind;
 mod recovery;
 mod replica;
 #[cfg(test)]

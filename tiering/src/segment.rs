@@ -462,6 +462,11 @@ impl Segment {
         }
     }
 
+    /// The segment's data file and its path, for advice to the kernel outside the log's lock.
+    pub fn data_file(&self) -> (Arc<File>, PathBuf) {
+        (Arc::clone(&self.file), self.log_path.clone())
+    }
+
     /// Writes both index files next to the segment.
     pub fn write_indexes(&self) -> Result<()> {
         let stem = self.log_path.with_extension("");

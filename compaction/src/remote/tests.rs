@@ -47,6 +47,7 @@ async fn tier(
             store,
             part_bytes: 8 * 1024,
             limiter: RateLimiter::new(0),
+            drop_read_pages: true,
             metrics,
         },
     })

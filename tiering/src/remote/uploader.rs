@@ -14,6 +14,7 @@ use super::manifest::RemoteSegment;
 use super::metrics::TieringMetrics;
 use crate::error::{LogError, Result};
 use crate::log::SealedSegment;
+use crate::page_cache;
 
 /// How many parts of one multipart upload are in flight at once.
 const PART_CONCURRENCY: usize = 4;
@@ -27,18 +28,31 @@ pub struct Uploader {
     pub part_bytes: usize,
     /// The upload rate limit.
     pub limiter: RateLimiter,
+    /// Whether each part read from a segment is dropped from the page cache once read (the
+    /// broker's drop-behind, `page_cache.rs`): an upload reads a sealed segment once.
+    pub drop_read_pages: bool,
     /// Counters.
     pub metrics: TieringMetrics,
 }
 
-/// Reads the next `len` bytes of `file` as one part; the CRC-32C `crc` extended over them.
-fn read_part(file: &mut std::fs::File, len: usize, crc: u32) -> std::io::Result<(Bytes, u32)> {
+/// Reads the next `len` bytes of `file`, which start at `position`, as one part; the CRC-32C
+/// `crc` extended over them. With `drop_pages`, the part's pages leave the page cache after.
+fn read_part(
+    file: &mut std::fs::File,
+    position: u64,
+    len: usize,
+    crc: u32,
+    drop_pages: bool,
+) -> std::io::Result<(Bytes, u32)> {
     let mut part = Vec::with_capacity(len);
     let read = file.take(len as u64).read_to_end(&mut part)?;
     if read < len {
         return Err(std::io::Error::other(
             "segment shorter than its recorded size",
         ));
+    }
+    if drop_pages {
+        page_cache::drop_pages(file, position, Some(position + len as u64))?;
     }
     let crc = crc32c::crc32c_append(crc, &part);
     Ok((Bytes::from(part), crc))
@@ -124,8 +138,9 @@ impl Uploader {
                 // Read straight into the part's own buffer, off the async workers: one copy
                 // from the page cache, none between buffers.
                 let path = path.clone();
+                let (position, drop_pages) = (segment.size - left, self.drop_read_pages);
                 let (part, returned) = tokio::task::spawn_blocking(move || {
-                    read_part(&mut file, want, crc)
+                    read_part(&mut file, position, want, crc, drop_pages)
                         .map(|(part, crc)| ((part, crc), file))
                         .map_err(|e| LogError::io(&path, e))
                 })

@@ -69,6 +69,7 @@ impl Fixture {
                 store,
                 part_bytes: 8 * 1024,
                 limiter: RateLimiter::new(0),
+                drop_read_pages: true,
                 metrics: metrics.clone(),
             },
         });
