@@ -111,10 +111,9 @@ pub struct SettingsLayer {
         allow_negative_numbers = true
     )]
     pub log_flush_scheduler_interval_ms: Option<i64>,
-    /// Drop-behind: each partition's data more than this many bytes behind its end is written
-    /// back and dropped from the page cache on every flush-scheduler pass, so the log's page
-    /// cache stays bounded and its pages are reused; 0 leaves the page cache to the kernel
-    /// [default: 33554432].
+    /// Drop-behind: every 250 ms, each partition's data more than this many bytes behind its end
+    /// is written back and dropped from the page cache, so the log's page cache stays bounded
+    /// and its pages are reused; 0 leaves the page cache to the kernel [default: 33554432].
     #[arg(long, env = "STRATA_LOG_DROP_BEHIND_BYTES")]
     pub log_drop_behind_bytes: Option<u64>,
     /// Default `compression.type` [default: producer].

@@ -20,45 +20,61 @@ use super::{Broker, compaction, now_ms};
 /// sealed segments unsynced, nor the page cache growing, meanwhile.
 pub async fn run_housekeeping(broker: Arc<Broker>, cancel: CancellationToken) {
     let settings = broker.settings();
-    let ticker = |ms: u64| {
-        let mut t = tokio::time::interval(Duration::from_millis(ms));
-        t.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        t
-    };
+    let flushes = tokio::spawn({
+        let broker = Arc::clone(&broker);
+        every(
+            settings.flush_scheduler_interval_ms,
+            cancel.clone(),
+            move || {
+                let broker = Arc::clone(&broker);
+                async move { flush_all(&broker).await }
+            },
+        )
+    });
+    let keep = settings.drop_behind_bytes;
+    let drops = (keep > 0).then(|| {
+        let broker = Arc::clone(&broker);
+        tokio::spawn(every(DROP_BEHIND_INTERVAL_MS, cancel.clone(), move || {
+            let broker = Arc::clone(&broker);
+            async move { drop_behind_all(&broker, keep).await }
+        }))
+    });
     let mut offload = ticker(settings.tiering.interval_ms);
     let mut retention = ticker(settings.retention_check_interval_ms);
-    let mut flush = ticker(settings.flush_scheduler_interval_ms);
-    let tiers = async {
-        loop {
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                _ = offload.tick() => offload_all(&broker).await,
-                _ = retention.tick() => retain_all(&broker).await,
-            }
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            _ = offload.tick() => offload_all(&broker).await,
+            _ = retention.tick() => retain_all(&broker).await,
         }
-    };
-    let flushes = async {
-        loop {
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                _ = flush.tick() => flush_all(&broker).await,
-            }
+    }
+    for task in std::iter::once(flushes).chain(drops) {
+        if task.await.is_err() {
+            tracing::error!("a housekeeping loop panicked");
         }
-    };
-    let mut drop_tick = ticker(DROP_BEHIND_INTERVAL_MS);
-    let drops = async {
-        let keep = broker.settings().drop_behind_bytes;
-        if keep == 0 {
-            return;
+    }
+}
+
+/// A ticker that waits a whole period after a late tick rather than bursting to catch up.
+fn ticker(ms: u64) -> tokio::time::Interval {
+    let mut t = tokio::time::interval(Duration::from_millis(ms));
+    t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    t
+}
+
+/// Runs `pass` every `period_ms` until `cancel` fires.
+async fn every<Pass, Done>(period_ms: u64, cancel: CancellationToken, mut pass: Pass)
+where
+    Pass: FnMut() -> Done,
+    Done: Future<Output = ()>,
+{
+    let mut tick = ticker(period_ms);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = tick.tick() => pass().await,
         }
-        loop {
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                _ = drop_tick.tick() => drop_behind_all(&broker, keep).await,
-            }
-        }
-    };
-    tokio::join!(tiers, flushes, drops);
+    }
 }
 
 /// How often drop-behind runs. Short, so each pass writes back little: at 60,000 msgs/s on three

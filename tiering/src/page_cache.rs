@@ -11,10 +11,12 @@
 //!
 //! `posix_fadvise(DONTNEED)` starts the writeback of the dirty pages in its range and drops the
 //! clean ones; pages still dirty or under writeback stay. [`DropBehind`] therefore advises each
-//! range twice, one pass apart: the first pass starts its writeback, the second drops it. Readers
-//! at the tail (followers, consumers keeping up) find the last `keep` bytes cached; readers
-//! further behind read from disk, as they would from a log larger than memory.
+//! range twice, one pass apart: the first pass starts its writeback, the second drops it (a page
+//! whose writeback takes longer than a pass stays cached until the kernel reclaims it). Readers
+//! at the tail (followers, consumers keeping up) find the log's last `keep` bytes cached, across
+//! segments; readers further behind read from disk, as they would from a log larger than memory.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::num::NonZeroU64;
 use std::ops::Range;
@@ -22,74 +24,76 @@ use std::ops::Range;
 /// Ranges are advised in whole multiples of this, so a slow partition costs no syscall a pass.
 const STEP: u64 = 1 << 20;
 
-/// Asks the kernel to write back and drop the cached pages of `file` from `start` to `end` (the
-/// end of the file when `None`). Advice only: pages that are dirty stay cached (their writeback
-/// starts), and nothing is read or written through the file.
-pub fn drop_pages(file: &File, start: u64, end: Option<u64>) -> std::io::Result<()> {
-    let len = match end {
-        Some(end) if end <= start => return Ok(()),
-        Some(end) => NonZeroU64::new(end - start),
-        None => None,
+/// Asks the kernel to write back and drop the cached pages of `range` of `file`. Advice only:
+/// pages that are dirty stay cached (their writeback starts), and nothing is read or written
+/// through the file.
+pub fn drop_pages(file: &File, range: Range<u64>) -> std::io::Result<()> {
+    let Some(len) = NonZeroU64::new(range.end.saturating_sub(range.start)) else {
+        return Ok(());
     };
-    rustix::fs::fadvise(file, start, len, rustix::fs::Advice::DontNeed)?;
+    rustix::fs::fadvise(file, range.start, Some(len), rustix::fs::Advice::DontNeed)?;
     Ok(())
 }
 
-/// What one pass of drop-behind should advise for a partition.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct DropPlan {
-    /// Segments the log rolled past in the last two passes: the one with this base offset from
-    /// the byte given, and every later one except the active segment, to their ends.
-    pub sealed_from: Option<(i64, u64)>,
-    /// A byte range of the active segment.
-    pub active: Option<Range<u64>>,
-}
-
-/// How far one partition's drop-behind has got: the active segment it is following, the start of
-/// the range whose writeback the last pass started, the end of it, and where the segments sealed
-/// before the last pass begin (advised once more).
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct DropBehind {
-    base_offset: Option<i64>,
+/// How far drop-behind has got in one segment: the start of the range whose writeback the last
+/// pass started, and its end.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Progress {
     dropped: u64,
     kicked: u64,
-    sealed: Option<(i64, u64)>,
+}
+
+/// One partition's drop-behind: which segments it follows (from the oldest not yet advised to
+/// its end twice, up to the active one) and how far it has got in each.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DropBehind {
+    segments: BTreeMap<i64, Progress>,
 }
 
 impl DropBehind {
-    /// Plans one pass for a log whose active segment starts at `active_base` and holds
-    /// `active_size` bytes, keeping the last `keep` bytes cached. Segments sealed since the last
-    /// pass are advised on this pass and the next. An active segment *older* than the one
-    /// followed means the log was truncated or replaced: nothing is advised for the segments that
-    /// went, and the new one is followed from its start.
-    pub fn plan(&mut self, active_base: i64, active_size: u64, keep: u64) -> DropPlan {
-        let mut plan = DropPlan::default();
-        let mut sealed_now = None;
-        match self.base_offset {
-            Some(base) if base < active_base => {
-                sealed_now = Some((base, self.dropped));
-                plan.sealed_from = self.sealed.or(sealed_now);
+    /// The first segment the next pass needs, given the log's active segment: the oldest one
+    /// still followed, or the active one (a log's older segments are not its own writes).
+    pub fn first_base(&self, active_base: i64) -> i64 {
+        match self.segments.keys().next() {
+            Some(&first) if first <= active_base => first,
+            _ => active_base,
+        }
+    }
+
+    /// Plans one pass: `segments` are the log's `(base offset, size)` from
+    /// [`DropBehind::first_base`] on, in order, the active one last. Returns the byte ranges to
+    /// advise, by segment. Nothing within `keep` bytes of the log's end is ever included, counted
+    /// across segments; every range is included on two passes, one pass apart; a segment is
+    /// followed until its end has been. A segment gone from the log (retention, truncation) is
+    /// forgotten; one shorter than what was advised is followed from its new end.
+    pub fn plan(&mut self, segments: &[(i64, u64)], keep: u64) -> Vec<(i64, Range<u64>)> {
+        self.segments
+            .retain(|base, _| segments.iter().any(|(b, _)| b == base));
+        let mut advice = Vec::new();
+        let mut after = 0u64;
+        for (i, &(base, size)) in segments.iter().enumerate().rev() {
+            let sealed = i + 1 < segments.len();
+            let target = if after >= keep {
+                size
+            } else {
+                size.saturating_sub(keep - after) / STEP * STEP
+            };
+            after = after.saturating_add(size);
+            let progress = self.segments.entry(base).or_default();
+            if target < progress.kicked {
+                progress.kicked = target;
+                progress.dropped = progress.dropped.min(target);
             }
-            Some(base) if base > active_base => {}
-            _ => plan.sealed_from = self.sealed,
+            if target > progress.kicked || progress.dropped < progress.kicked {
+                advice.push((base, progress.dropped..target.max(progress.kicked)));
+                progress.dropped = progress.kicked;
+                progress.kicked = target.max(progress.kicked);
+            } else if sealed && progress.dropped == size {
+                self.segments.remove(&base);
+            }
         }
-        if self.base_offset != Some(active_base) {
-            *self = DropBehind::default();
-        }
-        self.base_offset = Some(active_base);
-        self.sealed = sealed_now;
-        let target = active_size.saturating_sub(keep) / STEP * STEP;
-        if target < self.kicked {
-            // Truncated below what was advised: follow the shorter segment.
-            self.kicked = target;
-            self.dropped = self.dropped.min(target);
-        }
-        if target > self.kicked || self.dropped < self.kicked {
-            plan.active = Some(self.dropped..target.max(self.kicked));
-            self.dropped = self.kicked;
-            self.kicked = target.max(self.kicked);
-        }
-        plan
+        advice.reverse();
+        advice
     }
 }
 
@@ -101,104 +105,153 @@ mod tests {
 
     const MIB: u64 = 1 << 20;
 
+    /// One pass over a log of `(base, size)` segments, active last, as the log would call it.
+    fn pass(d: &mut DropBehind, log: &[(i64, u64)], keep: u64) -> Vec<(i64, Range<u64>)> {
+        let first = d.first_base(log.last().map_or(0, |s| s.0));
+        let from: Vec<_> = log.iter().copied().filter(|s| s.0 >= first).collect();
+        d.plan(&from, keep)
+    }
+
     #[test]
     fn each_range_is_advised_on_two_passes_and_the_tail_never() {
         let mut d = DropBehind::default();
         // 10 MiB written, 4 MiB kept: the first 6 MiB get their writeback started.
-        assert_eq!(d.plan(0, 10 * MIB, 4 * MIB).active, Some(0..6 * MIB));
+        assert_eq!(pass(&mut d, &[(0, 10 * MIB)], 4 * MIB), [(0, 0..6 * MIB)]);
         // 3 MiB more: the first 6 MiB are dropped (written back since), the next 3 started.
-        assert_eq!(d.plan(0, 13 * MIB, 4 * MIB).active, Some(0..9 * MIB));
+        assert_eq!(pass(&mut d, &[(0, 13 * MIB)], 4 * MIB), [(0, 0..9 * MIB)]);
         // Nothing new: the last started range is advised once more, then nothing.
-        assert_eq!(d.plan(0, 13 * MIB, 4 * MIB).active, Some(6 * MIB..9 * MIB));
-        assert_eq!(d.plan(0, 13 * MIB, 4 * MIB), DropPlan::default());
-    }
-
-    #[test]
-    fn a_roll_hands_the_rest_of_the_sealed_segment_over_once() {
-        let mut d = DropBehind::default();
-        d.plan(0, 10 * MIB, 4 * MIB);
-        d.plan(0, 12 * MIB, 4 * MIB);
-        let plan = d.plan(500, MIB / 2, 4 * MIB);
-        assert_eq!(plan.sealed_from, Some((0, 6 * MIB)));
-        assert_eq!(plan.active, None);
-        // Once more on the next pass (the first may only have started its writeback), then no more.
         assert_eq!(
-            d.plan(500, MIB / 2, 4 * MIB).sealed_from,
-            Some((0, 6 * MIB))
+            pass(&mut d, &[(0, 13 * MIB)], 4 * MIB),
+            [(0, 6 * MIB..9 * MIB)]
         );
-        assert_eq!(d.plan(500, MIB / 2, 4 * MIB), DropPlan::default());
+        assert_eq!(pass(&mut d, &[(0, 13 * MIB)], 4 * MIB), []);
     }
 
     #[test]
-    fn two_rolls_on_consecutive_passes_cover_both_sealed_segments() {
+    fn after_a_roll_the_kept_bytes_are_the_newest_across_segments() {
         let mut d = DropBehind::default();
-        d.plan(0, 10 * MIB, 4 * MIB);
-        assert_eq!(d.plan(500, 10 * MIB, 4 * MIB).sealed_from, Some((0, 0)));
-        // The segment at 0 is repeated from where it was; the one at 500 starts with it.
-        let plan = d.plan(900, MIB, 4 * MIB);
-        assert_eq!(plan.sealed_from, Some((0, 0)));
-        assert_eq!(d.plan(900, MIB, 4 * MIB).sealed_from, Some((500, 0)));
-        assert_eq!(d.plan(900, MIB, 4 * MIB).sealed_from, None);
+        pass(&mut d, &[(0, 40 * MIB)], 32 * MIB);
+        // 10 MiB in the new segment: the sealed one keeps its last 22 MiB.
+        let log = [(0, 40 * MIB), (500, 10 * MIB)];
+        assert_eq!(pass(&mut d, &log, 32 * MIB), [(0, 0..18 * MIB)]);
+        assert_eq!(pass(&mut d, &log, 32 * MIB), [(0, 8 * MIB..18 * MIB)]);
+        assert_eq!(pass(&mut d, &log, 32 * MIB), []);
+        // Once the new segment holds the kept bytes, the sealed one goes to its end, twice.
+        let log = [(0, 40 * MIB + 123), (500, 33 * MIB)];
+        assert_eq!(
+            pass(&mut d, &log, 32 * MIB),
+            [(0, 18 * MIB..40 * MIB + 123), (500, 0..MIB)]
+        );
+        assert_eq!(
+            pass(&mut d, &log, 32 * MIB),
+            [(0, 18 * MIB..40 * MIB + 123), (500, 0..MIB)]
+        );
+        // Then it is no longer followed.
+        assert_eq!(pass(&mut d, &log, 32 * MIB), []);
+        assert_eq!(d.first_base(500), 500);
     }
 
     #[test]
-    fn truncation_to_an_older_segment_advises_nothing_that_went() {
+    fn segments_smaller_than_the_kept_bytes_stay_cached_together() {
         let mut d = DropBehind::default();
-        d.plan(500, 20 * MIB, 4 * MIB);
-        let plan = d.plan(0, 30 * MIB, 4 * MIB);
-        assert_eq!(plan.sealed_from, None);
-        assert_eq!(plan.active, Some(0..26 * MIB));
+        pass(&mut d, &[(0, 16 * MIB)], 32 * MIB);
+        let log = [
+            (0, 16 * MIB),
+            (100, 16 * MIB),
+            (200, 16 * MIB),
+            (300, 8 * MIB),
+        ];
+        // 56 MiB, 32 kept: the kept bytes are the last 8 + 16 + 8 of the three newest segments,
+        // so the oldest segment and the first half of the next one go.
+        assert_eq!(
+            pass(&mut d, &log, 32 * MIB),
+            [(0, 0..16 * MIB), (100, 0..8 * MIB)]
+        );
     }
 
     #[test]
-    fn truncation_within_the_active_segment_follows_the_shorter_file() {
+    fn truncation_forgets_segments_that_went_and_follows_a_shorter_one() {
         let mut d = DropBehind::default();
-        d.plan(0, 20 * MIB, 4 * MIB);
-        assert_eq!(d.plan(0, 6 * MIB, 4 * MIB).active, Some(0..2 * MIB));
-        assert_eq!(d.plan(0, 10 * MIB, 4 * MIB).active, Some(2 * MIB..6 * MIB));
+        pass(&mut d, &[(0, 20 * MIB)], 4 * MIB);
+        pass(&mut d, &[(0, 20 * MIB), (500, 20 * MIB)], 4 * MIB);
+        // A follower truncates back into the first segment.
+        assert_eq!(d.first_base(0), 0);
+        // What is left of it below the kept bytes was advised twice already.
+        assert_eq!(pass(&mut d, &[(0, 6 * MIB)], 4 * MIB), []);
+        assert_eq!(
+            pass(&mut d, &[(0, 10 * MIB)], 4 * MIB),
+            [(0, 2 * MIB..6 * MIB)]
+        );
+        // A log restarted empty at a later offset: the old segments are gone.
+        assert_eq!(d.first_base(900), 0);
+        assert_eq!(
+            pass(&mut d, &[(900, 10 * MIB)], 4 * MIB),
+            [(900, 0..6 * MIB)]
+        );
+        assert_eq!(d.first_base(900), 900);
     }
 
     proptest! {
-        /// Whatever the sizes, nothing within `keep` bytes of the end is advised, and once the
-        /// log stops growing every whole step below that is advised on two passes.
+        /// Whatever the appends and rolls, nothing within `keep` bytes of the log's end is
+        /// advised, and once the log stops growing everything further back than that (and a
+        /// step) is advised on at least two passes.
         #[test]
-        fn never_the_tail_and_everything_below_it_twice(
-            growth in proptest::collection::vec(0u64..8 * MIB, 1..20),
-            keep in 0u64..16 * MIB,
+        fn never_the_tail_and_everything_behind_it_twice(
+            steps in proptest::collection::vec((0u64..8 * MIB, proptest::bool::weighted(0.2)), 1..30),
+            keep in 0u64..24 * MIB,
         ) {
             let mut d = DropBehind::default();
-            let mut size = 0;
-            let mut advised = Vec::new();
-            for g in growth {
-                size += g;
-                let plan = d.plan(0, size, keep);
-                prop_assert_eq!(plan.sealed_from, None);
-                if let Some(r) = plan.active {
-                    prop_assert!(r.end + keep <= size);
-                    advised.push(r);
+            let mut log: Vec<(i64, u64)> = vec![(0, 0)];
+            let mut advised: Vec<(i64, Range<u64>)> = Vec::new();
+            let check = |log: &[(i64, u64)], plan: &[(i64, Range<u64>)]| -> Result<(), TestCaseError> {
+                let total: u64 = log.iter().map(|s| s.1).sum();
+                for (base, range) in plan {
+                    let before: u64 = log.iter().take_while(|s| s.0 < *base).map(|s| s.1).sum();
+                    prop_assert!(before + range.end + keep <= total, "{:?} {:?} keep {}", log, plan, keep);
                 }
+                Ok(())
+            };
+            for (grow, roll) in steps {
+                if roll {
+                    let next = log.last().map_or(0, |s| s.0) + 1;
+                    log.push((next, 0));
+                }
+                if let Some(active) = log.last_mut() {
+                    active.1 += grow;
+                }
+                let plan = pass(&mut d, &log, keep);
+                check(&log, &plan)?;
+                advised.extend(plan);
             }
-            for _ in 0..2 {
-                advised.extend(d.plan(0, size, keep).active);
+            for _ in 0..3 {
+                let plan = pass(&mut d, &log, keep);
+                check(&log, &plan)?;
+                advised.extend(plan);
             }
-            let below = size.saturating_sub(keep) / STEP * STEP;
-            for step in (0..below).step_by(STEP as usize) {
-                let times = advised.iter().filter(|r| r.contains(&step)).count();
-                prop_assert!(times >= 2, "byte {} advised {} times", step, times);
+            let total: u64 = log.iter().map(|s| s.1).sum();
+            let mut before = 0;
+            for &(base, size) in &log {
+                for at in (0..size).step_by(STEP as usize / 4) {
+                    if before + at + keep + STEP <= total {
+                        let times = advised.iter().filter(|(b, r)| *b == base && r.contains(&at)).count();
+                        prop_assert!(times >= 2, "segment {} byte {} advised {} times", base, at, times);
+                    }
+                }
+                before += size;
             }
         }
     }
 
     #[test]
-    fn dropping_pages_of_a_real_file_keeps_its_contents() -> std::io::Result<()> {
+    fn dropping_dirty_pages_of_a_real_file_keeps_its_contents() -> std::io::Result<()> {
         use std::io::{Read, Seek};
         let mut file = tempfile::tempfile()?;
-        let data = vec![7u8; 3 * MIB as usize];
+        let data: Vec<u8> = (0..3 * MIB).map(|i| (i % 251) as u8).collect();
+        // Not synced: the advice finds dirty pages, which must be written back, not discarded.
         file.write_all(&data)?;
-        file.sync_data()?;
-        drop_pages(&file, 0, Some(2 * MIB))?;
-        drop_pages(&file, 2 * MIB, None)?;
-        drop_pages(&file, MIB, Some(MIB))?;
+        drop_pages(&file, 0..2 * MIB)?;
+        drop_pages(&file, 2 * MIB..3 * MIB)?;
+        drop_pages(&file, MIB..MIB)?;
         let mut back = Vec::new();
         file.rewind()?;
         file.read_to_end(&mut back)?;

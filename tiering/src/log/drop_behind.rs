@@ -1,9 +1,9 @@
-//! Drop-behind for a partition log (see `page_cache.rs`): the broker's flush scheduler calls
-//! [`PartitionLog::drop_behind`] after fsyncing sealed segments, so a segment sealed since the
-//! last pass is clean and leaves the page cache at once.
+//! Drop-behind for a partition log (see `page_cache.rs`): the broker calls
+//! [`PartitionLog::drop_behind`] every 250 ms. The bytes kept cached are the log's newest, across
+//! segments: after a roll, the sealed segment's end stays until the new one holds `keep` bytes.
 
 use std::fs::File;
-use std::ops::Bound;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -13,31 +13,34 @@ use crate::page_cache::drop_pages;
 
 impl PartitionLog {
     /// Writes back and drops from the page cache what lies more than `keep_bytes` behind the
-    /// log's end, in the active segment and in segments sealed since the last call. The files
-    /// are advised outside the log's lock; appends go on meanwhile.
+    /// log's end, in the segments written since drop-behind began following this log. The files
+    /// are advised outside the log's lock; appends go on meanwhile. Every file is advised even
+    /// when one fails; the first failure is returned.
     pub fn drop_behind(&self, keep_bytes: u64) -> Result<()> {
-        let advice: Vec<(Arc<File>, PathBuf, u64, Option<u64>)> = {
+        let advice: Vec<(Arc<File>, PathBuf, Range<u64>)> = {
             let mut state = self.lock();
-            let (base, size) = (state.active().base_offset(), state.active().size());
-            let plan = state.drop_behind.plan(base, size, keep_bytes);
-            let mut advice = Vec::new();
-            if let Some((from, start)) = plan.sealed_from {
-                let range = (Bound::Included(from), Bound::Excluded(base));
-                for (&segment_base, segment) in state.segments.range(range) {
-                    let (file, path) = segment.data_file();
-                    let start = if segment_base == from { start } else { 0 };
-                    advice.push((file, path, start, None));
-                }
-            }
-            if let Some(range) = plan.active {
-                let (file, path) = state.active().data_file();
-                advice.push((file, path, range.start, Some(range.end)));
-            }
-            advice
+            let state = &mut *state;
+            let active_base = state.active().base_offset();
+            let from = state.drop_behind.first_base(active_base);
+            let segments: Vec<(i64, u64)> = state
+                .segments
+                .range(from..)
+                .map(|(&base, segment)| (base, segment.size()))
+                .collect();
+            let plan = state.drop_behind.plan(&segments, keep_bytes);
+            plan.into_iter()
+                .filter_map(|(base, range)| {
+                    let (file, path) = state.segments.get(&base)?.data_file();
+                    Some((file, path, range))
+                })
+                .collect()
         };
-        for (file, path, start, end) in advice {
-            drop_pages(&file, start, end).map_err(|e| LogError::io(&path, e))?;
+        let mut first_error = Ok(());
+        for (file, path, range) in advice {
+            if let Err(e) = drop_pages(&file, range) {
+                first_error = first_error.and(Err(LogError::io(&path, e)));
+            }
         }
-        Ok(())
+        first_error
     }
 }

@@ -28,8 +28,9 @@ pub struct Uploader {
     pub part_bytes: usize,
     /// The upload rate limit.
     pub limiter: RateLimiter,
-    /// Whether each part read from a segment is dropped from the page cache once read (the
-    /// broker's drop-behind, `page_cache.rs`): an upload reads a sealed segment once.
+    /// Whether each part of a multipart upload is dropped from the page cache once read from its
+    /// segment (the broker's drop-behind, `page_cache.rs`): an upload reads a sealed segment
+    /// once. Segments small enough for one PUT are left to drop-behind.
     pub drop_read_pages: bool,
     /// Counters.
     pub metrics: TieringMetrics,
@@ -51,8 +52,9 @@ fn read_part(
             "segment shorter than its recorded size",
         ));
     }
-    if drop_pages {
-        page_cache::drop_pages(file, position, Some(position + len as u64))?;
+    if drop_pages && let Err(e) = page_cache::drop_pages(file, position..position + len as u64) {
+        // Advice only: the upload goes on with the pages cached.
+        tracing::debug!(error = %e, "could not drop an uploaded part from the page cache");
     }
     let crc = crc32c::crc32c_append(crc, &part);
     Ok((Bytes::from(part), crc))
