@@ -29,6 +29,7 @@ pub use topic::Topic;
 use strata_tiering::remote::RemoteTier;
 use strata_tiering::remote::cache::ChunkCache;
 use strata_tiering::remote::limiter::RateLimiter;
+use strata_tiering::remote::local_bucket::LocalBucket;
 use strata_tiering::remote::metrics::TieringMetrics;
 use strata_tiering::remote::reader::RemoteReader;
 use strata_tiering::remote::store::{HookedStore, open_store};
@@ -617,6 +618,10 @@ pub(crate) async fn open_tier(
                 tiering.upload_ingest_multiple,
             ),
             drop_read_pages: settings.drop_behind_bytes > 0,
+            local_bucket: (settings.drop_behind_bytes > 0)
+                .then(|| LocalBucket::for_url(&tiering.object_store))
+                .flatten()
+                .map(Arc::new),
             metrics: metrics.clone(),
         },
     }))

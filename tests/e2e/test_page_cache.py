@@ -68,3 +68,38 @@ def test_data_behind_the_tail_leaves_the_page_cache_and_still_reads_back(
 
     got = h.consume_partitions(broker.bootstrap, topic, [0], expect_total=len(values))[0]
     assert [m.value for m in got] == values
+
+
+@pytest.mark.parametrize("keep", [KEEP, 0], ids=["drop-behind", "off"])
+def test_objects_uploaded_to_a_local_bucket_leave_the_page_cache(broker_factory, topic_name, keep):
+    broker = broker_factory(extra_args=["--log-drop-behind-bytes", str(keep),
+                                        "--upload-part-bytes", str(5 * MIB),
+                                        "--tiering-interval-ms", "200"])
+    topic = topic_name()
+    h.create_topic(broker.bootstrap, topic, 1, {"segment.bytes": str(12 * MIB)})
+    values = [os.urandom(16 * 1024) for _ in range(WRITTEN // (16 * 1024))]
+    p = h.producer(broker.bootstrap, **{"compression.type": "none"})
+    h.produce_all(p, topic, ((None, v) for v in values), partition=0)
+    bucket = broker.data_dir / "objects"
+
+    def uploaded() -> list[Path]:
+        files = [f for f in bucket.rglob("*") if f.is_file()]
+        if any("#" in f.name for f in files):
+            return []  # an upload is still being staged
+        return [f for f in files if f.suffix == ".seg"]
+
+    # Every sealed segment (at least three of 12 MiB) is uploaded as a multipart upload.
+    deadline = time.monotonic() + 30
+    while sum(f.stat().st_size for f in uploaded()) < 3 * 12 * MIB and time.monotonic() < deadline:
+        time.sleep(0.2)
+    objects = uploaded()
+    size = sum(f.stat().st_size for f in objects)
+    assert size >= 3 * 12 * MIB, f"uploaded {size} bytes"
+    cached = sum(cached_bytes(f) for f in objects)
+    if keep:
+        assert cached <= MIB, f"{cached} of {size} uploaded bytes still cached"
+    else:
+        assert cached >= size - MIB, f"only {cached} of {size} uploaded bytes cached"
+
+    got = h.consume_partitions(broker.bootstrap, topic, [0], expect_total=len(values))[0]
+    assert [m.value for m in got] == values

@@ -48,6 +48,7 @@ async fn tier(
             part_bytes: 8 * 1024,
             limiter: RateLimiter::new(0),
             drop_read_pages: true,
+            local_bucket: None,
             metrics,
         },
     })

@@ -55,6 +55,7 @@
 
 pub mod cache;
 pub mod limiter;
+pub mod local_bucket;
 pub mod manifest;
 pub mod metrics;
 pub mod pace;

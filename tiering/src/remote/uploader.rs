@@ -10,6 +10,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
 use super::limiter::RateLimiter;
+use super::local_bucket::{LocalBucket, StagedObject};
 use super::manifest::RemoteSegment;
 use super::metrics::TieringMetrics;
 use crate::error::{LogError, Result};
@@ -32,6 +33,8 @@ pub struct Uploader {
     /// segment (the broker's drop-behind, `page_cache.rs`): an upload reads a sealed segment
     /// once. Segments small enough for one PUT are left to drop-behind.
     pub drop_read_pages: bool,
+    /// A `file://` bucket whose objects are dropped from the page cache as they are written.
+    pub local_bucket: Option<Arc<LocalBucket>>,
     /// Counters.
     pub metrics: TieringMetrics,
 }
@@ -95,6 +98,7 @@ impl Uploader {
                 .put(key, PutPayload::from(object))
                 .await
                 .map_err(|e| LogError::object_store(key, e))?;
+            self.drop_uploaded(key).await;
             crc
         } else {
             self.upload_multipart(segment, key, [offset_index, time_index])
@@ -116,6 +120,16 @@ impl Uploader {
         })
     }
 
+    /// Drops a `file://` bucket's object just uploaded from the page cache.
+    async fn drop_uploaded(&self, key: &Path) {
+        let Some(bucket) = self.local_bucket.clone() else {
+            return;
+        };
+        let key = key.clone();
+        // Advice only: a failed task changes nothing about the upload.
+        let _ = tokio::task::spawn_blocking(move || bucket.drop_object(&key)).await;
+    }
+
     async fn upload_multipart(
         &self,
         segment: &SealedSegment,
@@ -125,6 +139,12 @@ impl Uploader {
         let failed = |e| LogError::object_store(key, e);
         let upload = self.store.put_multipart(key).await.map_err(failed)?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, self.part_bytes);
+        // Parts handed over but not yet written: what the staging file's drop-behind leaves.
+        let in_flight = ((PART_CONCURRENCY + 1) * self.part_bytes) as u64;
+        let mut staged: Option<StagedObject> = self
+            .local_bucket
+            .as_ref()
+            .and_then(|bucket| bucket.staged(key, in_flight));
         let written = async {
             let path = segment.log_path.clone();
             let mut file = std::fs::File::open(&path).map_err(|e| LogError::io(&path, e))?;
@@ -141,14 +161,18 @@ impl Uploader {
                 // from the page cache, none between buffers.
                 let path = path.clone();
                 let (position, drop_pages) = (segment.size - left, self.drop_read_pages);
+                let mut staging = staged.take();
                 let (part, returned) = tokio::task::spawn_blocking(move || {
+                    if let Some(staging) = &mut staging {
+                        staging.handed_over(position);
+                    }
                     read_part(&mut file, position, want, crc, drop_pages)
-                        .map(|(part, crc)| ((part, crc), file))
+                        .map(|(part, crc)| ((part, crc), (file, staging)))
                         .map_err(|e| LogError::io(&path, e))
                 })
                 .await
                 .map_err(|e| LogError::io(&segment.log_path, std::io::Error::other(e)))??;
-                file = returned;
+                (file, staged) = returned;
                 crc = part.1;
                 writer.put(part.0);
                 left -= want as u64;
@@ -163,6 +187,7 @@ impl Uploader {
         match written {
             Ok(crc) => {
                 writer.finish().await.map_err(failed)?;
+                self.drop_uploaded(key).await;
                 Ok(crc)
             }
             Err(e) => {

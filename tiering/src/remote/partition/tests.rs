@@ -70,6 +70,7 @@ impl Fixture {
                 part_bytes: 8 * 1024,
                 limiter: RateLimiter::new(0),
                 drop_read_pages: true,
+                local_bucket: None,
                 metrics: metrics.clone(),
             },
         });
