@@ -16,27 +16,24 @@ use super::{Broker, compaction, now_ms};
 /// Runs, until `cancel` fires, three loops: offload every `tiering-interval-ms` and retention
 /// every `log-retention-check-interval-ms`; every `log-flush-scheduler-interval-ms`, the fsync of
 /// segments sealed since (a roll does not fsync under the log's lock) and the `flush.ms` checks;
-/// and drop-behind (`--log-drop-behind-bytes`). An upload paced over many seconds must not leave
-/// sealed segments unsynced, nor the page cache growing, meanwhile.
+/// and drop-behind (`--log-drop-behind-bytes`, every 250 ms; not started when 0). An upload paced
+/// over many seconds must not leave sealed segments unsynced, nor the page cache growing,
+/// meanwhile.
 pub async fn run_housekeeping(broker: Arc<Broker>, cancel: CancellationToken) {
     let settings = broker.settings();
-    let flushes = tokio::spawn({
-        let broker = Arc::clone(&broker);
-        every(
-            settings.flush_scheduler_interval_ms,
-            cancel.clone(),
-            move || {
-                let broker = Arc::clone(&broker);
-                async move { flush_all(&broker).await }
-            },
-        )
-    });
+    let flushes = tokio::spawn(every(
+        settings.flush_scheduler_interval_ms,
+        cancel.clone(),
+        {
+            let broker = Arc::clone(&broker);
+            move || flush_all(Arc::clone(&broker))
+        },
+    ));
     let keep = settings.drop_behind_bytes;
     let drops = (keep > 0).then(|| {
-        let broker = Arc::clone(&broker);
-        tokio::spawn(every(DROP_BEHIND_INTERVAL_MS, cancel.clone(), move || {
+        tokio::spawn(every(DROP_BEHIND_INTERVAL_MS, cancel.clone(), {
             let broker = Arc::clone(&broker);
-            async move { drop_behind_all(&broker, keep).await }
+            move || drop_behind_all(Arc::clone(&broker), keep)
         }))
     });
     let mut offload = ticker(settings.tiering.interval_ms);
@@ -169,8 +166,8 @@ async fn retain_all(broker: &Broker) {
     }
 }
 
-async fn flush_all(broker: &Broker) {
-    on_every_log(broker, "flush", |log| {
+async fn flush_all(broker: Arc<Broker>) {
+    on_every_log(&broker, "flush", |log| {
         if let Err(e) = log.flush_sealed() {
             tracing::error!(log = %log.dir().display(), error = %e, "fsync of sealed segments failed");
         }
@@ -183,8 +180,8 @@ async fn flush_all(broker: &Broker) {
 
 /// Drops from the page cache what every partition's log holds more than `keep` bytes behind its
 /// end (`strata_tiering::page_cache`).
-async fn drop_behind_all(broker: &Broker, keep: u64) {
-    on_every_log(broker, "drop-behind", move |log| {
+async fn drop_behind_all(broker: Arc<Broker>, keep: u64) {
+    on_every_log(&broker, "drop-behind", move |log| {
         if let Err(e) = log.drop_behind(keep) {
             tracing::warn!(log = %log.dir().display(), error = %e, "dropping written data from the page cache failed");
         }

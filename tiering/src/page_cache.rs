@@ -14,14 +14,15 @@
 //! range twice, one pass apart: the first pass starts its writeback, the second drops it (a page
 //! whose writeback takes longer than a pass stays cached until the kernel reclaims it). Readers
 //! at the tail (followers, consumers keeping up) find the log's last `keep` bytes cached, across
-//! segments; readers further behind read from disk, as they would from a log larger than memory.
+//! segments (except what an upload of a just-sealed segment has read and dropped); readers further behind read from disk, as they would from a log larger than memory.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::num::NonZeroU64;
 use std::ops::Range;
 
-/// Ranges are advised in whole multiples of this, so a slow partition costs no syscall a pass.
+/// The kept bytes' boundary is rounded down to a multiple of this, so a slow partition costs no
+/// syscall a pass (a segment wholly behind it is advised to its exact end).
 const STEP: u64 = 1 << 20;
 
 /// Asks the kernel to write back and drop the cached pages of `range` of `file`. Advice only:
@@ -37,7 +38,7 @@ pub fn drop_pages(file: &File, range: Range<u64>) -> std::io::Result<()> {
 
 /// How far drop-behind has got in one segment: the start of the range whose writeback the last
 /// pass started, and its end.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default)]
 struct Progress {
     dropped: u64,
     kicked: u64,
@@ -45,7 +46,7 @@ struct Progress {
 
 /// One partition's drop-behind: which segments it follows (from the oldest not yet advised to
 /// its end twice, up to the active one) and how far it has got in each.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct DropBehind {
     segments: BTreeMap<i64, Progress>,
 }

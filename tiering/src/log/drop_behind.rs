@@ -1,5 +1,5 @@
 //! Drop-behind for a partition log (see `page_cache.rs`): the broker calls
-//! [`PartitionLog::drop_behind`] every 250 ms. The bytes kept cached are the log's newest, across
+//! [`PartitionLog::drop_behind`] periodically. The bytes kept cached are the log's newest, across
 //! segments: after a roll, the sealed segment's end stays until the new one holds `keep` bytes.
 
 use std::fs::File;

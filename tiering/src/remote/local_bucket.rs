@@ -39,8 +39,10 @@ impl LocalBucket {
         self.files.path_to_filesystem(key).ok()
     }
 
-    /// The staging file of the multipart upload to `key` just started, to drop what is written
-    /// more than `keep` bytes before the end of what the upload has handed over.
+    /// The staging file of the multipart upload to `key` just started (call it right after
+    /// `put_multipart`; segment keys are never reused, so no other upload stages under the same
+    /// name), to drop what is written more than `keep` bytes before the end of what the upload
+    /// has handed over.
     pub fn staged(&self, key: &Path, keep: u64) -> Option<StagedObject> {
         let mut staged = self.object_path(key)?.into_os_string();
         staged.push("#1");

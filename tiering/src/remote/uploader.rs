@@ -29,9 +29,9 @@ pub struct Uploader {
     pub part_bytes: usize,
     /// The upload rate limit.
     pub limiter: RateLimiter,
-    /// Whether each part of a multipart upload is dropped from the page cache once read from its
-    /// segment (the broker's drop-behind, `page_cache.rs`): an upload reads a sealed segment
-    /// once. Segments small enough for one PUT are left to drop-behind.
+    /// Whether what an upload reads of a segment is dropped from the page cache once read (the
+    /// broker's drop-behind, `page_cache.rs`): an upload reads a sealed segment once. This
+    /// includes a just-sealed segment's newest bytes, which drop-behind would keep a while.
     pub drop_read_pages: bool,
     /// A `file://` bucket whose objects are dropped from the page cache as they are written.
     pub local_bucket: Option<Arc<LocalBucket>>,
@@ -83,27 +83,22 @@ impl Uploader {
             (offset_index.len() as u64, time_index.len() as u64);
         let total = segment.size as usize + offset_index.len() + time_index.len();
         let crc = if total <= self.part_bytes {
-            let mut object = read_file(&segment.log_path).await?;
-            if object.len() as u64 != segment.size {
-                return Err(LogError::io(
-                    &segment.log_path,
-                    std::io::Error::other("segment size changed under upload"),
-                ));
-            }
+            let (log, crc) = self.read_whole(segment).await?;
+            let mut object = Vec::from(log);
             object.extend_from_slice(&offset_index);
             object.extend_from_slice(&time_index);
-            let crc = crc32c::crc32c(&object);
+            let crc = crc32c::crc32c_append(crc32c::crc32c_append(crc, &offset_index), &time_index);
             self.limiter.acquire(object.len()).await;
             self.store
                 .put(key, PutPayload::from(object))
                 .await
                 .map_err(|e| LogError::object_store(key, e))?;
-            self.drop_uploaded(key).await;
             crc
         } else {
             self.upload_multipart(segment, key, [offset_index, time_index])
                 .await?
         };
+        self.drop_uploaded(key).await;
         self.metrics.uploaded_bytes.inc_by(total as u64);
         self.metrics.uploaded_segments.inc();
         Ok(RemoteSegment {
@@ -118,6 +113,19 @@ impl Uploader {
             leader_epoch,
             crc32c: crc,
         })
+    }
+
+    /// Reads a segment small enough for one PUT, off the async workers; its CRC-32C.
+    async fn read_whole(&self, segment: &SealedSegment) -> Result<(Bytes, u32)> {
+        let path = segment.log_path.clone();
+        let (size, drop_pages) = (segment.size as usize, self.drop_read_pages);
+        tokio::task::spawn_blocking(move || {
+            std::fs::File::open(&path)
+                .and_then(|mut file| read_part(&mut file, 0, size, 0, drop_pages))
+                .map_err(|e| LogError::io(&path, e))
+        })
+        .await
+        .map_err(|e| LogError::io(&segment.log_path, std::io::Error::other(e)))?
     }
 
     /// Drops a `file://` bucket's object just uploaded from the page cache.
@@ -141,10 +149,16 @@ impl Uploader {
         let mut writer = WriteMultipart::new_with_chunk_size(upload, self.part_bytes);
         // Parts handed over but not yet written: what the staging file's drop-behind leaves.
         let in_flight = ((PART_CONCURRENCY + 1) * self.part_bytes) as u64;
-        let mut staged: Option<StagedObject> = self
-            .local_bucket
-            .as_ref()
-            .and_then(|bucket| bucket.staged(key, in_flight));
+        let mut staged: Option<StagedObject> = match self.local_bucket.clone() {
+            Some(bucket) => {
+                let key = key.clone();
+                tokio::task::spawn_blocking(move || bucket.staged(&key, in_flight))
+                    .await
+                    .ok()
+                    .flatten()
+            }
+            None => None,
+        };
         let written = async {
             let path = segment.log_path.clone();
             let mut file = std::fs::File::open(&path).map_err(|e| LogError::io(&path, e))?;
@@ -187,7 +201,6 @@ impl Uploader {
         match written {
             Ok(crc) => {
                 writer.finish().await.map_err(failed)?;
-                self.drop_uploaded(key).await;
                 Ok(crc)
             }
             Err(e) => {
