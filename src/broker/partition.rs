@@ -207,6 +207,14 @@ impl Partition {
         joins
     }
 
+    /// On the leader: whether `replica`, an ISR member, fetching from `fetch_offset`, has lost
+    /// acknowledged data ([`replica::lost_acknowledged`]).
+    pub fn lost_acknowledged(&self, replica: i32, fetch_offset: i64) -> bool {
+        self.isr().is_some_and(|isr| {
+            replica::lost_acknowledged(&isr, replica, fetch_offset, self.high_watermark())
+        })
+    }
+
     /// ISR members that have not caught up within `max_lag_ms`, on the leader.
     pub fn lagging_followers(&self, now_ms: i64, max_lag_ms: i64) -> Vec<i32> {
         let Some(isr) = self.isr() else {

@@ -113,6 +113,19 @@ pub fn lagging(
         .collect()
 }
 
+/// Whether an ISR member fetching from `fetch_offset` has lost data that was acknowledged: its log
+/// ends below the high watermark, which committed data never falls below (a follower truncates
+/// only uncommitted data). It restarted with an empty or damaged log and must leave the ISR at
+/// once, or a leader election could pick it and lose what it no longer has.
+pub fn lost_acknowledged(
+    isr: &[i32],
+    replica: i32,
+    fetch_offset: i64,
+    high_watermark: i64,
+) -> bool {
+    isr.contains(&replica) && fetch_offset < high_watermark
+}
+
 /// Whether a follower outside the ISR may join it: it has everything below the high watermark
 /// and has been caught up within the lag limit.
 pub fn may_join_isr(
@@ -127,6 +140,15 @@ pub fn may_join_isr(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_isr_member_fetching_below_the_high_watermark_has_lost_acknowledged_data() {
+        assert!(lost_acknowledged(&[1, 2, 3], 2, 90, 100));
+        assert!(!lost_acknowledged(&[1, 2, 3], 2, 100, 100));
+        assert!(!lost_acknowledged(&[1, 2, 3], 2, 120, 100));
+        // Outside the ISR, being behind is just catching up.
+        assert!(!lost_acknowledged(&[1, 3], 2, 0, 100));
+    }
 
     fn progress(log_end: i64, caught_up: i64) -> Progress {
         Progress {

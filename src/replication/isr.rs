@@ -1,5 +1,6 @@
 //! ISR changes, made by the partition's leader: a follower that has not caught up for
-//! `replica.lag.time.max.ms` is removed, one that has caught up again is added back. Each change
+//! `replica.lag.time.max.ms` is removed, one that fetches below the high watermark (it lost
+//! acknowledged data) is removed at once, one that has caught up again is added back. Each change
 //! is a compare-and-set of the partition state at the version the leader read, and only while
 //! the state still names this broker leader at its epoch, so a deposed leader cannot write.
 
@@ -21,6 +22,8 @@ pub enum IsrChange {
     Add(i32),
     /// Followers that fell behind leave.
     Remove,
+    /// A follower that lost acknowledged data leaves at once.
+    Evict(i32),
 }
 
 /// Applies `change` to the partition's ISR in the metadata store, then to the leader's role.
@@ -54,6 +57,7 @@ pub async fn change_isr(broker: &Broker, partition: &Partition, change: IsrChang
             let lagging = partition.lagging_followers(now_ms(), max_lag);
             next.isr.retain(|r| !lagging.contains(r));
         }
+        IsrChange::Evict(replica) => next.isr.retain(|&r| r != replica || r == me),
     }
     if next == state {
         return Ok(());

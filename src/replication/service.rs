@@ -106,6 +106,24 @@ impl Replication for ReplicationService {
             return Ok(Response::new(response));
         }
         let max_lag = self.broker.settings().replica_lag_time_max_ms as i64;
+        if partition.lost_acknowledged(request.replica_id, fetch_offset) {
+            tracing::warn!(
+                partition = partition.index(),
+                replica = request.replica_id,
+                fetch_offset,
+                high_watermark = partition.high_watermark(),
+                "an in-sync follower fetches below the high watermark (it lost acknowledged data); removing it from the ISR"
+            );
+            if let Err(e) = change_isr(
+                &self.broker,
+                &partition,
+                IsrChange::Evict(request.replica_id),
+            )
+            .await
+            {
+                tracing::warn!(partition = partition.index(), replica = request.replica_id, error = %e, "could not remove a follower from the ISR");
+            }
+        }
         if partition.follower_fetched(request.replica_id, fetch_offset, now_ms(), max_lag) {
             let (broker, p, replica) = (
                 Arc::clone(&self.broker),

@@ -14,7 +14,8 @@
 //! range twice, one pass apart: the first pass starts its writeback, the second drops it (a page
 //! whose writeback takes longer than a pass stays cached until the kernel reclaims it). Readers
 //! at the tail (followers, consumers keeping up) find the log's last `keep` bytes cached, across
-//! segments (except what an upload of a just-sealed segment has read and dropped); readers further behind read from disk, as they would from a log larger than memory.
+//! segments (except what an upload of a just-sealed segment has read and dropped); readers
+//! further behind read from disk, as they would from a log larger than memory.
 
 use std::collections::BTreeMap;
 use std::fs::File;
