@@ -17,7 +17,7 @@ use crate::metadata::MetadataStore;
 use crate::metadata::embedded::EmbeddedStore;
 use crate::metadata::etcd::EtcdStore;
 use crate::metadata::registration::{
-    BrokerRecord, Registration, RegistrationError, register_embedded,
+    BrokerRecord, Registration, RegistrationError, new_incarnation, register_embedded,
 };
 use crate::metrics_http;
 use crate::protocol::metrics::RequestMetrics;
@@ -91,12 +91,19 @@ pub async fn start(settings: Settings) -> Result<Running, StartupError> {
             source,
         })?
         .port();
+    // One node has nobody to be told apart from: no incarnation on the embedded store.
+    let incarnation = if settings.etcd.is_empty() {
+        0
+    } else {
+        new_incarnation()
+    };
     let record = BrokerRecord {
         broker_id: settings.broker_id,
         host: settings.advertised_host.clone(),
         port: settings.advertised_port,
         rack: settings.broker_rack.clone(),
         replication: format!("{}:{replication_port}", settings.advertised_host),
+        incarnation,
     };
     let (store, registration, liveness): (Arc<dyn MetadataStore>, _, _) =
         if settings.etcd.is_empty() {
@@ -119,7 +126,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartupError> {
             (Arc::new(etcd), Some(registration), liveness)
         };
     let listen = settings.listen;
-    let broker = Broker::open(settings, store).await?;
+    let broker = Broker::open(settings, store, incarnation).await?;
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|source| StartupError::Bind {

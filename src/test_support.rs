@@ -30,9 +30,10 @@ pub(crate) async fn open_broker(dir: &Path) -> Arc<Broker> {
         port: settings.advertised_port,
         rack: None,
         replication: String::new(),
+        incarnation: 0,
     };
     register_embedded(&store, &record).await.expect("register");
-    let broker = Broker::open(settings, Arc::new(store))
+    let broker = Broker::open(settings, Arc::new(store), 0)
         .await
         .expect("broker");
     spawn_cluster_tasks(&broker, Liveness::Embedded, &CancellationToken::new());

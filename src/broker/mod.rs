@@ -122,6 +122,8 @@ pub struct Broker {
     sync: Mutex<()>,
     peers: Peers,
     compaction: compaction::Compaction,
+    /// This process's [`BrokerRecord::incarnation`](crate::metadata::registration::BrokerRecord::incarnation).
+    incarnation: u64,
 }
 
 /// How long topic creation waits for the controller to assign the new partitions.
@@ -130,8 +132,12 @@ const ASSIGNMENT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 impl Broker {
     /// Opens the broker: reads the topics and partition states from the metadata store, opens
     /// (and if needed recovers) the partitions this broker holds a replica of, and removes logs
-    /// of topics deleted while it was down.
-    pub async fn open(settings: Settings, store: Arc<dyn MetadataStore>) -> Result<Arc<Broker>> {
+    /// of topics deleted while it was down. `incarnation` is the one the broker registered with.
+    pub async fn open(
+        settings: Settings,
+        store: Arc<dyn MetadataStore>,
+        incarnation: u64,
+    ) -> Result<Arc<Broker>> {
         let catalog = Catalog::new(Arc::clone(&store));
         let cluster_id = catalog.cluster_id().await?;
         let defaults = Arc::new(TopicDefaults::new(&settings.topic_defaults));
@@ -157,6 +163,7 @@ impl Broker {
             sync: Mutex::new(()),
             peers: Peers::default(),
             compaction,
+            incarnation,
         });
         let records = broker.catalog.topics().await?;
         broker.remove_orphan_logs(&records).await?;
@@ -215,6 +222,11 @@ impl Broker {
     /// The validated settings.
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// The incarnation this broker process registered with.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
     }
 
     /// The cluster id.

@@ -148,7 +148,11 @@ impl Broker {
             }
         };
         let version = stored.version;
-        let role = if state.leader == me {
+        let role = if state.leader == me && !state.is_current(me, self.incarnation) {
+            // Elected as this broker's previous process: wait for the controller to elect
+            // again (this process, if it is the last in sync, or another replica).
+            Role::Offline
+        } else if state.leader == me {
             Role::Leader {
                 epoch: state.leader_epoch,
                 isr: state.isr.clone(),

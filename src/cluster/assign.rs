@@ -5,13 +5,15 @@
 
 use std::collections::BTreeMap;
 
-/// A live broker and its rack.
+/// A live broker, its rack and the incarnation it runs as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
     /// The broker id.
     pub id: i32,
     /// `broker.rack`.
     pub rack: Option<String>,
+    /// Its registration's incarnation.
+    pub incarnation: u64,
 }
 
 /// Brokers interleaved by rack: the first broker of each rack, then the second of each, and so
@@ -68,6 +70,7 @@ mod tests {
             .map(|(id, rack)| Candidate {
                 id: *id,
                 rack: rack.map(str::to_string),
+                incarnation: 0,
             })
             .collect()
     }

@@ -179,6 +179,7 @@ async fn reconcile(
         .map(|b| Candidate {
             id: b.broker_id,
             rack: b.rack,
+            incarnation: b.incarnation,
         })
         .collect();
     let requests = store.list(keys::ELECTIONS_PREFIX).await?;
@@ -244,6 +245,7 @@ mod tests {
             port: 9092,
             rack: None,
             replication: String::new(),
+            incarnation: 0,
         };
         register_embedded(&*store, &record)
             .await

@@ -2,6 +2,10 @@
 //! to create (replicas for new partitions), which to change (a new leader when the leader is
 //! gone, dead brokers out of the ISR) and which to delete (partitions of deleted topics). The
 //! controller (`controller.rs`) only reads the store, calls [`plan`] and writes the result.
+//!
+//! A broker that restarted since the ISR recorded it (a new incarnation) counts as out of sync:
+//! it leaves the ISR and may not lead until it has caught up again, unless every ISR member
+//! restarted, when one of them must lead (as in Kafka, the last ISR member is never removed).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -37,6 +41,9 @@ pub struct Stored {
 
 /// A partition, by topic id and index.
 pub type PartitionKey = (Uuid, i32);
+
+/// The live brokers, by id, with the incarnation each runs as.
+type Alive = BTreeMap<i32, u64>;
 
 /// One write the controller makes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +83,7 @@ pub fn plan(
     live: &[Candidate],
     preferred: &BTreeSet<PartitionKey>,
 ) -> Vec<Change> {
-    let alive: BTreeSet<i32> = live.iter().map(|b| b.id).collect();
+    let alive: Alive = live.iter().map(|b| (b.id, b.incarnation)).collect();
     let mut changes = Vec::new();
     let mut known = BTreeSet::new();
     for topic in topics {
@@ -118,7 +125,7 @@ fn new_partition(
     topic: &TopicSpec,
     index: i32,
     live: &[Candidate],
-    alive: &BTreeSet<i32>,
+    alive: &Alive,
 ) -> Option<PartitionState> {
     let replicas = match &topic.assignment {
         Some(explicit) => explicit.get(usize::try_from(index).ok()?)?.clone(),
@@ -131,7 +138,7 @@ fn new_partition(
     let live_replicas: Vec<i32> = replicas
         .iter()
         .copied()
-        .filter(|r| alive.contains(r))
+        .filter(|r| alive.contains_key(r))
         .collect();
     // Every replica of a new partition is empty, hence in sync.
     let isr = if live_replicas.is_empty() {
@@ -139,31 +146,66 @@ fn new_partition(
     } else {
         live_replicas.clone()
     };
-    Some(PartitionState {
+    let mut state = PartitionState {
         leader: live_replicas.first().copied().unwrap_or(NO_LEADER),
         leader_epoch: 0,
         replicas,
         isr,
+        incarnations: BTreeMap::new(),
         adding_replicas: Vec::new(),
         removing_replicas: Vec::new(),
-    })
+    };
+    for r in live_replicas {
+        state.stamp(r, alive[&r]);
+    }
+    Some(state)
+}
+
+/// Whether ISR member `replica` is live but restarted since the ISR recorded it.
+fn restarted(state: &PartitionState, alive: &Alive, replica: i32) -> bool {
+    alive
+        .get(&replica)
+        .is_some_and(|incarnation| !state.is_current(replica, *incarnation))
+}
+
+/// Takes restarted brokers out of the ISR, unless nobody else is in it.
+fn drop_restarted(next: &mut PartitionState, alive: &Alive) {
+    if next.isr.iter().all(|r| restarted(next, alive, *r)) {
+        return;
+    }
+    let keep: Vec<i32> = next
+        .isr
+        .iter()
+        .copied()
+        .filter(|r| !restarted(next, alive, *r))
+        .collect();
+    next.retain_isr(|r| keep.contains(&r));
+}
+
+/// Makes live `leader` the leader under a new epoch, recorded in sync as the incarnation it
+/// runs as.
+fn elect(next: &mut PartitionState, alive: &Alive, leader: i32) {
+    next.leader = leader;
+    next.leader_epoch += 1;
+    if let Some(incarnation) = alive.get(&leader) {
+        next.stamp(leader, *incarnation);
+    }
 }
 
 /// Finishes a reassignment whose target replicas are all in sync: the replicas become the
 /// target, and a leader outside it hands over to the first in-sync live target replica.
-fn complete_reassignment(next: &mut PartitionState, alive: &BTreeSet<i32>) {
+fn complete_reassignment(next: &mut PartitionState, alive: &Alive) {
     let target = target_replicas(next);
     if !target.iter().all(|r| next.isr.contains(r)) {
         return;
     }
     if !target.contains(&next.leader) {
-        let Some(&leader) = target.iter().find(|r| alive.contains(r)) else {
+        let Some(&leader) = target.iter().find(|r| alive.contains_key(r)) else {
             return;
         };
-        next.leader = leader;
-        next.leader_epoch += 1;
+        elect(next, alive, leader);
     }
-    next.isr.retain(|r| target.contains(r));
+    next.retain_isr(|r| target.contains(&r));
     next.replicas = target;
     next.adding_replicas.clear();
     next.removing_replicas.clear();
@@ -171,55 +213,64 @@ fn complete_reassignment(next: &mut PartitionState, alive: &BTreeSet<i32>) {
 
 fn next_state(
     state: &PartitionState,
-    alive: &BTreeSet<i32>,
+    alive: &Alive,
     topic: &TopicSpec,
     wants_preferred: bool,
 ) -> PartitionState {
     let mut next = state.clone();
-    let leader_alive = state.leader != NO_LEADER && alive.contains(&state.leader);
+    drop_restarted(&mut next, alive);
+    // A leader that restarted is out of the ISR now, or it is the last member and is elected
+    // again under a new epoch below.
+    let leader_alive = next.leader != NO_LEADER
+        && alive.contains_key(&next.leader)
+        && !restarted(state, alive, next.leader);
     if leader_alive {
         // Dead followers leave the ISR at once; the leader shrinks it for slow ones itself.
-        next.isr.retain(|r| *r == state.leader || alive.contains(r));
-        if state.is_reassigning() {
+        let leader = next.leader;
+        next.retain_isr(|r| r == leader || alive.contains_key(&r));
+        if next.is_reassigning() {
             complete_reassignment(&mut next, alive);
             return next;
         }
         if wants_preferred
-            && let Some(&first) = state.replicas.first()
-            && first != state.leader
-            && alive.contains(&first)
-            && state.isr.contains(&first)
+            && let Some(&first) = next.replicas.first()
+            && first != leader
+            && alive.contains_key(&first)
+            && next.isr.contains(&first)
         {
-            next.leader = first;
-            next.leader_epoch += 1;
+            elect(&mut next, alive, first);
         }
         return next;
     }
     // In replica order, so the preferred replica wins when it is eligible.
-    let in_sync = state
+    let in_sync = next
         .replicas
         .iter()
         .copied()
-        .find(|r| state.isr.contains(r) && alive.contains(r));
+        .find(|r| next.isr.contains(r) && alive.contains_key(r));
     match in_sync {
         Some(leader) => {
-            next.leader = leader;
-            next.leader_epoch += 1;
-            next.isr.retain(|r| alive.contains(r));
+            elect(&mut next, alive, leader);
+            next.retain_isr(|r| alive.contains_key(&r));
         }
         None => {
             let unclean = topic
                 .unclean_leader_election
-                .then(|| state.replicas.iter().copied().find(|r| alive.contains(r)))
+                .then(|| {
+                    next.replicas
+                        .iter()
+                        .copied()
+                        .find(|r| alive.contains_key(r))
+                })
                 .flatten();
             match unclean {
                 Some(leader) => {
                     tracing::warn!(topic = %topic.id, leader, "unclean leader election: an out-of-sync replica leads");
-                    next.leader = leader;
-                    next.leader_epoch += 1;
+                    next.retain_isr(|_| false);
                     next.isr = vec![leader];
+                    elect(&mut next, alive, leader);
                 }
-                None if state.leader != NO_LEADER => {
+                None if next.leader != NO_LEADER => {
                     // Keep the ISR: its last members are the ones that may lead again.
                     next.leader = NO_LEADER;
                     next.leader_epoch += 1;

@@ -94,7 +94,8 @@ pub fn start(
         .filter(|r| !target.contains(r))
         .collect();
     // Replicas of an abandoned target leave the ISR with it.
-    next.isr.retain(|r| next.replicas.contains(r));
+    let replicas = next.replicas.clone();
+    next.retain_isr(|r| replicas.contains(&r));
     Ok(next)
 }
 
@@ -105,7 +106,7 @@ pub fn cancel(state: &PartitionState) -> Result<PartitionState, ReassignError> {
     }
     let original = original_replicas(state);
     let mut next = state.clone();
-    next.isr.retain(|r| original.contains(r));
+    next.retain_isr(|r| original.contains(&r));
     next.replicas = original;
     next.adding_replicas.clear();
     next.removing_replicas.clear();
@@ -122,6 +123,7 @@ mod tests {
             leader: 1,
             leader_epoch: 3,
             isr: isr.to_vec(),
+            incarnations: Default::default(),
             adding_replicas: adding.to_vec(),
             removing_replicas: removing.to_vec(),
         }

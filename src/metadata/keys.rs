@@ -8,7 +8,7 @@
 //! | `producer-ids/next` | `{"next": n}`: the first producer id not yet handed out in a block |
 //! | `brokers/<id>` | a [`BrokerRecord`](super::registration::BrokerRecord) under the broker's lease (etcd only) |
 //! | `controller` | `{"broker_id": n}`: the controller, under its lease; the key's version is the controller epoch |
-//! | `partitions/<topic id>/<partition>` | a [`PartitionState`](crate::cluster::state::PartitionState): replicas, leader, leader epoch, ISR |
+//! | `partitions/<topic id>/<partition>` | a [`PartitionState`](crate::cluster::state::PartitionState): replicas, leader, leader epoch, ISR (and its members' incarnations) |
 //! | `elections/<topic id>/<partition>` | `{}`: a preferred-leader election asked of the controller, removed once handled |
 //! | `tiering/<topic id>/<partition>` | `{"version": n, "key": "…"}`: the partition's current remote manifest (about 150 bytes, whatever the history) |
 

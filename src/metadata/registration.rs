@@ -2,8 +2,9 @@
 //! attached to a lease the broker keeps alive while it runs. A dead broker's key disappears when
 //! its lease expires (`--broker-session-timeout-ms`); a clean shutdown revokes the lease at once.
 //!
-//! Until replication exists, a cluster has one broker: a second broker (any id) refuses to start,
-//! since two brokers would each take every partition as their own.
+//! The record carries the broker's listeners, rack and incarnation: a number drawn at each
+//! process start, with which the controller tells a restarted broker (whose log may have lost
+//! what it acknowledged) from one that stayed up, even when it never saw the broker go.
 //!
 //! If etcd is unreachable for longer than the lease, the key expires; the broker keeps serving
 //! and registers again once etcd answers (unless another broker took its id meanwhile, which is
@@ -32,6 +33,17 @@ pub struct BrokerRecord {
     /// Where the broker serves replication (gRPC), `host:port`.
     #[serde(default)]
     pub replication: String,
+    /// Drawn afresh each time the broker process starts and kept while it runs (a lost lease
+    /// registers again with the same one), so the controller tells a restarted broker, which
+    /// may have lost acknowledged data, from one that stayed up. 0 on the embedded store: one
+    /// node has nobody to be told apart from.
+    #[serde(default)]
+    pub incarnation: u64,
+}
+
+/// A new incarnation: random, never 0.
+pub fn new_incarnation() -> u64 {
+    uuid::Uuid::new_v4().as_u64_pair().0.max(1)
 }
 
 /// Why a broker may not join its cluster.

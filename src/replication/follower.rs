@@ -83,6 +83,7 @@ async fn fetch_once(
         last_fetched_epoch: partition.latest_epoch().unwrap_or(-1),
         max_bytes: FETCH_MAX_BYTES,
         max_wait_ms: FETCH_MAX_WAIT_MS,
+        replica_incarnation: broker.incarnation(),
     });
     request.set_timeout(Duration::from_millis(FETCH_MAX_WAIT_MS as u64 + 5_000));
     let response = client

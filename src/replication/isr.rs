@@ -18,8 +18,13 @@ use crate::metadata::{Expect, MetadataError, keys};
 /// A change of the ISR.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IsrChange {
-    /// Followers that caught up join.
-    Add(i32),
+    /// A follower that caught up joins, recorded as the incarnation it fetched as.
+    Add {
+        /// The follower.
+        replica: i32,
+        /// Its incarnation.
+        incarnation: u64,
+    },
     /// Followers that fell behind leave.
     Remove,
     /// A follower that lost acknowledged data leaves at once.
@@ -47,17 +52,21 @@ pub async fn change_isr(broker: &Broker, partition: &Partition, change: IsrChang
     }
     let mut next = state.clone();
     match change {
-        IsrChange::Add(replica) => {
+        IsrChange::Add {
+            replica,
+            incarnation,
+        } => {
             if state.is_replica(replica) && !next.isr.contains(&replica) {
                 next.isr.push(replica);
+                next.stamp(replica, incarnation);
             }
         }
         IsrChange::Remove => {
             let max_lag = broker.settings().replica_lag_time_max_ms as i64;
             let lagging = partition.lagging_followers(now_ms(), max_lag);
-            next.isr.retain(|r| !lagging.contains(r));
+            next.retain_isr(|r| !lagging.contains(&r));
         }
-        IsrChange::Evict(replica) => next.isr.retain(|&r| r != replica || r == me),
+        IsrChange::Evict(replica) => next.retain_isr(|r| r != replica),
     }
     if next == state {
         return Ok(());

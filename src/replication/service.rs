@@ -125,13 +125,18 @@ impl Replication for ReplicationService {
             }
         }
         if partition.follower_fetched(request.replica_id, fetch_offset, now_ms(), max_lag) {
-            let (broker, p, replica) = (
+            let (broker, p, replica, incarnation) = (
                 Arc::clone(&self.broker),
                 Arc::clone(&partition),
                 request.replica_id,
+                request.replica_incarnation,
             );
             tokio::spawn(async move {
-                if let Err(e) = change_isr(&broker, &p, IsrChange::Add(replica)).await {
+                let change = IsrChange::Add {
+                    replica,
+                    incarnation,
+                };
+                if let Err(e) = change_isr(&broker, &p, change).await {
                     tracing::warn!(partition = p.index(), replica, error = %e, "could not add a follower to the ISR");
                 }
             });

@@ -1,5 +1,6 @@
 """Three brokers on one real etcd (started by scripts/test.sh), replicating with RF=3: leader
-failover after kill -9 and SIGSTOP loses no acknowledged message, min.insync.replicas refuses
+failover after kill -9 and SIGSTOP loses no acknowledged message, a follower back with an empty
+disk is never elected over one that stayed up, min.insync.replicas refuses
 acks=all writes when too few replicas are left, the cluster recovers from an etcd outage by
 itself, a killed controller is replaced, a consumer group survives the death of its
 coordinator, and replicas move (AlterPartitionReassignments) and leadership returns to the
@@ -191,6 +192,51 @@ def test_a_paused_leader_is_replaced_and_loses_nothing(cluster, topic_name):
     time.sleep(1)
     producer.finish()
     assert_acknowledged_present(cluster, topic, producer.acked)
+
+
+@pytest.mark.timeout(240)
+def test_a_follower_back_empty_is_never_elected_over_one_that_stayed_up(
+        broker_factory, etcd, tmp_path, topic_name):  # noqa: F811
+    """The window an earlier run lost acknowledged data in: a follower comes back with an empty
+    disk while still in the ISR (nobody took it out: the controller did not see it go), and the
+    leader dies before the follower's first fetch could tell the leader. The controller must
+    elect the replica that stayed up, not the emptied one, though it comes first in replica order."""
+    import shutil
+    from test_etcd import etcd_get
+
+    # Sessions long enough for the paused controller to keep its key while the follower restarts.
+    c = Cluster(broker_factory, etcd, tmp_path, session_ms="6000")
+    controller = etcd_get(etcd, f"/strata/{c.name}/controller")["broker_id"]
+    leader, emptied = [i for i in c.brokers if i != controller]
+    topic = topic_name()
+    admin = h.admin_client(c.bootstrap())
+    admin.create_topics([NewTopic(topic, num_partitions=1, replica_assignment=[[leader, emptied, controller]],
+                                  config={"min.insync.replicas": "2"})])[topic].result(30)
+    c.wait_isr(topic, 3)
+    assert c.leader(topic) == leader
+    written = [(b"k", f"{i}".encode()) for i in range(200)]
+    assert not h.produce_all(h.producer(c.bootstrap(leader), acks="all", **{"enable.idempotence": False}),
+                             topic, written, partition=0).failed
+
+    paused = c.brokers[controller]
+    os.kill(paused.pid, signal.SIGSTOP)
+    try:
+        c.brokers[leader].kill9()
+        c.brokers[emptied].stop()
+        shutil.rmtree(c.brokers[emptied].data_dir)
+        c.brokers[emptied].start()
+        assert etcd_get(etcd, f"/strata/{c.name}/brokers/{emptied}") is not None
+    finally:
+        os.kill(paused.pid, signal.SIGCONT)
+    # Once the killed leader's session runs out, the controller elects.
+    new_leader = c.leader(topic, timeout=60)
+    assert new_leader == controller, "the replica that stayed up leads"
+    got = h.consume_partitions(c.bootstrap(new_leader), topic, [0], timeout=60)[0]
+    assert [m.value for m in got] == [v for _, v in written]
+    wait_until(lambda: c.partition(topic, via=new_leader)[2] == sorted([controller, emptied]), 60,
+               "the emptied follower to catch up and rejoin the ISR")
+    got = h.consume_partitions(c.bootstrap(emptied), topic, [0], timeout=60)[0]
+    assert [m.value for m in got] == [v for _, v in written]
 
 
 @pytest.mark.timeout(240)

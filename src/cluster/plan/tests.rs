@@ -5,8 +5,29 @@ fn live(ids: &[i32]) -> Vec<Candidate> {
         .map(|id| Candidate {
             id: *id,
             rack: None,
+            incarnation: 0,
         })
         .collect()
+}
+
+/// Live brokers running as the given incarnations.
+fn live_as(brokers: &[(i32, u64)]) -> Vec<Candidate> {
+    brokers
+        .iter()
+        .map(|(id, incarnation)| Candidate {
+            id: *id,
+            rack: None,
+            incarnation: *incarnation,
+        })
+        .collect()
+}
+
+/// `s` with its ISR members recorded as the given incarnations.
+fn stamped(mut s: PartitionState, incarnations: &[(i32, u64)]) -> PartitionState {
+    for (broker, incarnation) in incarnations {
+        s.stamp(*broker, *incarnation);
+    }
+    s
 }
 
 fn topic(partitions: i32, rf: i16) -> TopicSpec {
@@ -25,6 +46,7 @@ fn state(replicas: &[i32], leader: i32, epoch: i32, isr: &[i32]) -> PartitionSta
         leader,
         leader_epoch: epoch,
         isr: isr.to_vec(),
+        incarnations: BTreeMap::new(),
         adding_replicas: Vec::new(),
         removing_replicas: Vec::new(),
     }
@@ -78,10 +100,15 @@ fn stored(t: &TopicSpec, index: i32, s: PartitionState) -> BTreeMap<PartitionKey
 
 /// The one update `plan` makes for partition 0 of `t`, given its state and the live brokers.
 fn update(t: &TopicSpec, s: PartitionState, alive: &[i32]) -> Option<PartitionState> {
+    update_as(t, s, &live(alive))
+}
+
+/// [`update`] with live brokers that have incarnations.
+fn update_as(t: &TopicSpec, s: PartitionState, live: &[Candidate]) -> Option<PartitionState> {
     let changes = plan(
         std::slice::from_ref(t),
         &stored(t, 0, s),
-        &live(alive),
+        live,
         &BTreeSet::new(),
     );
     match changes.as_slice() {
@@ -116,6 +143,67 @@ fn new_partitions_get_replicas_on_live_brokers() {
         leaders.insert(state.leader);
     }
     assert_eq!(leaders.len(), 3, "leaders spread over the brokers");
+}
+
+#[test]
+fn new_partitions_record_the_incarnations_in_sync() {
+    let t = topic(1, 2);
+    let live = live_as(&[(1, 11), (2, 21)]);
+    let changes = plan(
+        std::slice::from_ref(&t),
+        &BTreeMap::new(),
+        &live,
+        &BTreeSet::new(),
+    );
+    let [Change::Create { state, .. }] = changes.as_slice() else {
+        panic!("one create: {changes:?}")
+    };
+    assert_eq!(state.incarnations, BTreeMap::from([(1, 11), (2, 21)]));
+}
+
+#[test]
+fn restarted_brokers_do_not_lead_before_catching_up() {
+    let t = topic(1, 3);
+    let r = [1, 2, 3];
+    let all = [(1, 11), (2, 21), (3, 31)];
+    type Row<'a> = (
+        &'a str,
+        PartitionState,
+        &'a [(i32, u64)],
+        Option<PartitionState>,
+    );
+    #[rustfmt::skip]
+    let table: Vec<Row> = vec![
+        ("nobody restarted: nothing to do",
+            stamped(state(&r, 1, 4, &r), &all), &all, None),
+        ("a restarted follower leaves the ISR",
+            stamped(state(&r, 1, 4, &r), &all), &[(1, 11), (2, 22), (3, 31)],
+            Some(stamped(state(&r, 1, 4, &[1, 3]), &[(1, 11), (3, 31)]))),
+        ("a restarted leader hands over to an in-sync replica",
+            stamped(state(&r, 1, 4, &r), &all), &[(1, 12), (2, 21), (3, 31)],
+            Some(stamped(state(&r, 2, 5, &[2, 3]), &[(2, 21), (3, 31)]))),
+        ("dead leader: the replica that stayed up leads, not the restarted one first in order",
+            stamped(state(&r, 1, 4, &r), &all), &[(2, 22), (3, 31)],
+            Some(stamped(state(&r, 3, 5, &[3]), &[(3, 31)]))),
+        ("dead leader and only a restarted follower: no leader until the leader returns",
+            stamped(state(&r, 1, 4, &[1, 2]), &all), &[(2, 22), (3, 31)],
+            Some(stamped(state(&r, NO_LEADER, 5, &[1]), &[(1, 11)]))),
+        ("the last in-sync replica restarted: it leads again under a new epoch",
+            stamped(state(&r, 1, 4, &[1]), &all), &[(1, 12), (2, 21), (3, 31)],
+            Some(stamped(state(&r, 1, 5, &[1]), &[(1, 12)]))),
+        ("the offline partition's last in-sync replica returns restarted",
+            stamped(state(&r, NO_LEADER, 5, &[2]), &all), &[(2, 22)],
+            Some(stamped(state(&r, 2, 6, &[2]), &[(2, 22)]))),
+        ("every member restarted: the first replica leads, the others stay for now",
+            stamped(state(&r, 1, 4, &r), &all), &[(1, 12), (2, 22), (3, 32)],
+            Some(stamped(state(&r, 1, 5, &r), &[(1, 12), (2, 21), (3, 31)]))),
+        ("... and leave the ISR in the next round",
+            stamped(state(&r, 1, 5, &r), &[(1, 12), (2, 21), (3, 31)]), &[(1, 12), (2, 22), (3, 32)],
+            Some(stamped(state(&r, 1, 5, &[1]), &[(1, 12)]))),
+    ];
+    for (name, before, alive, expected) in table {
+        assert_eq!(update_as(&t, before, &live_as(alive)), expected, "{name}");
+    }
 }
 
 #[test]
