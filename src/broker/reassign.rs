@@ -101,7 +101,12 @@ impl Broker {
         if state.leader == preferred {
             return Err(BrokerError::ElectionNotNeeded);
         }
-        if !state.isr.contains(&preferred) || !self.cluster().brokers.contains_key(&preferred) {
+        let current = self
+            .cluster()
+            .brokers
+            .get(&preferred)
+            .is_some_and(|b| state.is_current(preferred, b.incarnation));
+        if !state.isr.contains(&preferred) || !current {
             return Err(BrokerError::PreferredLeaderNotAvailable(preferred));
         }
         let id = self

@@ -3,8 +3,8 @@
 //! controller epoch, and every write the controller makes is an etcd transaction that also
 //! compares it, so a deposed controller's writes fail. While it leads it re-reads topics, brokers
 //! and partition states whenever a watch fires and writes what [`plan`](super::plan::plan)
-//! decides: replicas for new partitions, new leaders for partitions whose leader died, dead
-//! brokers out of ISRs, reassignments completed, preferred leaders asked for through
+//! decides: replicas for new partitions, new leaders for partitions whose leader died or
+//! restarted, dead brokers out of ISRs, restarted ones (a new incarnation) too until caught up, reassignments completed, preferred leaders asked for through
 //! `elections/` keys, the states of deleted topics removed.
 
 use std::collections::BTreeSet;

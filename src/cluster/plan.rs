@@ -3,9 +3,12 @@
 //! gone, dead brokers out of the ISR) and which to delete (partitions of deleted topics). The
 //! controller (`controller.rs`) only reads the store, calls [`plan`] and writes the result.
 //!
-//! A broker that restarted since the ISR recorded it (a new incarnation) counts as out of sync:
-//! it leaves the ISR and may not lead until it has caught up again, unless every ISR member
-//! restarted, when one of them must lead (as in Kafka, the last ISR member is never removed).
+//! A broker that restarted since the ISR recorded it (a new incarnation) may have lost what it
+//! acknowledged. While a member that stayed up is live, restarted members leave the ISR and may
+//! not lead until they have caught up again. When none is, nobody is removed (the ISR keeps the
+//! replicas that may hold the acknowledged data) and the partition waits until every member is
+//! back: then all of them restarted (a whole-cluster restart) and the first in replica order
+//! leads. The first one back is not elected at once, as it may be the one that came back empty.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -168,9 +171,17 @@ fn restarted(state: &PartitionState, alive: &Alive, replica: i32) -> bool {
         .is_some_and(|incarnation| !state.is_current(replica, *incarnation))
 }
 
-/// Takes restarted brokers out of the ISR, unless nobody else is in it.
+/// Whether an ISR member is live and runs as the incarnation the ISR recorded.
+fn any_current(state: &PartitionState, alive: &Alive) -> bool {
+    state
+        .isr
+        .iter()
+        .any(|r| alive.contains_key(r) && !restarted(state, alive, *r))
+}
+
+/// Takes restarted brokers out of the ISR while a member that stayed up is live.
 fn drop_restarted(next: &mut PartitionState, alive: &Alive) {
-    if next.isr.iter().all(|r| restarted(next, alive, *r)) {
+    if !any_current(next, alive) {
         return;
     }
     let keep: Vec<i32> = next
@@ -219,8 +230,8 @@ fn next_state(
 ) -> PartitionState {
     let mut next = state.clone();
     drop_restarted(&mut next, alive);
-    // A leader that restarted is out of the ISR now, or it is the last member and is elected
-    // again under a new epoch below.
+    // A leader that restarted is out of the ISR now, or no member stayed up and it may be
+    // elected again, under a new epoch, below.
     let leader_alive = next.leader != NO_LEADER
         && alive.contains_key(&next.leader)
         && !restarted(state, alive, next.leader);
@@ -242,12 +253,13 @@ fn next_state(
         }
         return next;
     }
-    // In replica order, so the preferred replica wins when it is eligible.
-    let in_sync = next
-        .replicas
-        .iter()
-        .copied()
-        .find(|r| next.isr.contains(r) && alive.contains_key(r));
+    // Restarted members are still in the ISR only when no member that stayed up is live: they
+    // may lead once every member is back. In replica order, so the preferred replica wins when
+    // it is eligible.
+    let all_back = next.isr.iter().all(|r| alive.contains_key(r));
+    let in_sync = next.replicas.iter().copied().find(|r| {
+        next.isr.contains(r) && alive.contains_key(r) && (all_back || !restarted(&next, alive, *r))
+    });
     match in_sync {
         Some(leader) => {
             elect(&mut next, alive, leader);

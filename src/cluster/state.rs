@@ -27,8 +27,9 @@ pub struct PartitionState {
     /// The replicas in sync with the leader, the leader included.
     pub isr: Vec<i32>,
     /// The incarnation ([`BrokerRecord::incarnation`]) under which each ISR member was in sync.
-    /// A member without an entry is not checked (a single node, or a state written before
-    /// incarnations were recorded).
+    /// A member without an entry is not checked: a single node (incarnation 0), a state written
+    /// before incarnations were recorded, or a follower whose fetches carry none (an older
+    /// binary) that joined the ISR.
     ///
     /// [`BrokerRecord::incarnation`]: crate::metadata::registration::BrokerRecord::incarnation
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

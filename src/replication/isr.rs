@@ -66,7 +66,7 @@ pub async fn change_isr(broker: &Broker, partition: &Partition, change: IsrChang
             let lagging = partition.lagging_followers(now_ms(), max_lag);
             next.retain_isr(|r| !lagging.contains(&r));
         }
-        IsrChange::Evict(replica) => next.retain_isr(|r| r != replica),
+        IsrChange::Evict(replica) => next.retain_isr(|r| r != replica || r == me),
     }
     if next == state {
         return Ok(());

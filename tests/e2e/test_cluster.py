@@ -204,8 +204,10 @@ def test_a_follower_back_empty_is_never_elected_over_one_that_stayed_up(
     import shutil
     from test_etcd import etcd_get
 
-    # Sessions long enough for the paused controller to keep its key while the follower restarts.
-    c = Cluster(broker_factory, etcd, tmp_path, session_ms="6000")
+    # Sessions long enough for the paused controller to keep its key while the follower restarts
+    # (a lease is refreshed every third of it).
+    session_s = 15
+    c = Cluster(broker_factory, etcd, tmp_path, session_ms=str(session_s * 1000))
     controller = etcd_get(etcd, f"/strata/{c.name}/controller")["broker_id"]
     leader, emptied = [i for i in c.brokers if i != controller]
     topic = topic_name()
@@ -214,12 +216,18 @@ def test_a_follower_back_empty_is_never_elected_over_one_that_stayed_up(
                                   config={"min.insync.replicas": "2"})])[topic].result(30)
     c.wait_isr(topic, 3)
     assert c.leader(topic) == leader
+    # The follower leaves the ISR and rejoins it, so the incarnation the ISR records for it is the
+    # one its own fetches carried, not the controller's at the topic's creation.
+    c.brokers[emptied].stop()
+    c.brokers[emptied].start()
+    c.wait_isr(topic, 3)
     written = [(b"k", f"{i}".encode()) for i in range(200)]
     assert not h.produce_all(h.producer(c.bootstrap(leader), acks="all", **{"enable.idempotence": False}),
                              topic, written, partition=0).failed
 
     paused = c.brokers[controller]
     os.kill(paused.pid, signal.SIGSTOP)
+    paused_at = time.monotonic()
     try:
         c.brokers[leader].kill9()
         c.brokers[emptied].stop()
@@ -228,6 +236,8 @@ def test_a_follower_back_empty_is_never_elected_over_one_that_stayed_up(
         assert etcd_get(etcd, f"/strata/{c.name}/brokers/{emptied}") is not None
     finally:
         os.kill(paused.pid, signal.SIGCONT)
+    pause = time.monotonic() - paused_at
+    assert pause < session_s / 2, f"the controller was paused {pause:.1f} s: it may have lost its lease"
     # Once the killed leader's session runs out, the controller elects.
     new_leader = c.leader(topic, timeout=60)
     assert new_leader == controller, "the replica that stayed up leads"

@@ -22,10 +22,12 @@ fn live_as(brokers: &[(i32, u64)]) -> Vec<Candidate> {
         .collect()
 }
 
-/// `s` with its ISR members recorded as the given incarnations.
+/// `s` with its ISR members recorded as the given incarnations (of brokers in the ISR).
 fn stamped(mut s: PartitionState, incarnations: &[(i32, u64)]) -> PartitionState {
     for (broker, incarnation) in incarnations {
-        s.stamp(*broker, *incarnation);
+        if s.isr.contains(broker) {
+            s.stamp(*broker, *incarnation);
+        }
     }
     s
 }
@@ -187,7 +189,17 @@ fn restarted_brokers_do_not_lead_before_catching_up() {
             Some(stamped(state(&r, 3, 5, &[3]), &[(3, 31)]))),
         ("dead leader and only a restarted follower: no leader until the leader returns",
             stamped(state(&r, 1, 4, &[1, 2]), &all), &[(2, 22), (3, 31)],
-            Some(stamped(state(&r, NO_LEADER, 5, &[1]), &[(1, 11)]))),
+            Some(stamped(state(&r, NO_LEADER, 5, &[1, 2]), &[(1, 11), (2, 21)]))),
+        ("... which comes back restarted too: the first in replica order leads",
+            stamped(state(&r, NO_LEADER, 5, &[1, 2]), &all), &[(1, 12), (2, 22), (3, 31)],
+            Some(stamped(state(&r, 1, 6, &[1, 2]), &[(1, 12), (2, 21)]))),
+        ("whole cluster down: the first one back does not lead alone",
+            stamped(state(&r, NO_LEADER, 5, &r), &all), &[(3, 32)], None),
+        ("... nor the first two",
+            stamped(state(&r, NO_LEADER, 5, &r), &all), &[(2, 22), (3, 32)], None),
+        ("... once all are back, the first in replica order leads",
+            stamped(state(&r, NO_LEADER, 5, &r), &all), &[(1, 12), (2, 22), (3, 32)],
+            Some(stamped(state(&r, 1, 6, &r), &[(1, 12), (2, 21), (3, 31)]))),
         ("the last in-sync replica restarted: it leads again under a new epoch",
             stamped(state(&r, 1, 4, &[1]), &all), &[(1, 12), (2, 21), (3, 31)],
             Some(stamped(state(&r, 1, 5, &[1]), &[(1, 12)]))),
