@@ -49,11 +49,14 @@ fn read_part(
     drop_pages: bool,
 ) -> std::io::Result<(Bytes, u32)> {
     let mut part = Vec::with_capacity(len);
-    let read = file.take(len as u64).read_to_end(&mut part)?;
-    if read < len {
-        return Err(std::io::Error::other(
-            "segment shorter than its recorded size",
-        ));
+    // In pieces: a long read would hold a core in the kernel (`page_cache::SYSCALL_BYTES`).
+    while part.len() < len {
+        let want = (len - part.len()).min(page_cache::SYSCALL_BYTES as usize);
+        if (&mut *file).take(want as u64).read_to_end(&mut part)? < want {
+            return Err(std::io::Error::other(
+                "segment shorter than its recorded size",
+            ));
+        }
     }
     if drop_pages && let Err(e) = page_cache::drop_pages(file, position..position + len as u64) {
         // Advice only: the upload goes on with the pages cached.
@@ -61,6 +64,17 @@ fn read_part(
     }
     let crc = crc32c::crc32c_append(crc, &part);
     Ok((Bytes::from(part), crc))
+}
+
+/// `bytes` in pieces of at most [`page_cache::SYSCALL_BYTES`] (sharing its buffer), which a
+/// `file://` bucket writes with one syscall each.
+fn in_pieces(mut bytes: Bytes) -> PutPayload {
+    let mut pieces = Vec::new();
+    while !bytes.is_empty() {
+        let piece = bytes.len().min(page_cache::SYSCALL_BYTES as usize);
+        pieces.push(bytes.split_to(piece));
+    }
+    pieces.into_iter().collect()
 }
 
 async fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
@@ -90,7 +104,7 @@ impl Uploader {
             let crc = crc32c::crc32c_append(crc32c::crc32c_append(crc, &offset_index), &time_index);
             self.limiter.acquire(object.len()).await;
             self.store
-                .put(key, PutPayload::from(object))
+                .put(key, in_pieces(Bytes::from(object)))
                 .await
                 .map_err(|e| LogError::object_store(key, e))?;
             crc
@@ -188,7 +202,9 @@ impl Uploader {
                 .map_err(|e| LogError::io(&segment.log_path, std::io::Error::other(e)))??;
                 (file, staged) = returned;
                 crc = part.1;
-                writer.put(part.0);
+                for piece in in_pieces(part.0) {
+                    writer.put(piece);
+                }
                 left -= want as u64;
             }
             for index in &indexes {
@@ -210,5 +226,51 @@ impl Uploader {
                 Err(e)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Seek, Write};
+
+    use super::*;
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    #[test]
+    fn payloads_are_handed_over_in_pieces_of_at_most_one_syscall() {
+        let step = page_cache::SYSCALL_BYTES as usize;
+        for len in [0, 1, step, step + 1, 3 * step + 5] {
+            let data = pattern(len);
+            let payload = in_pieces(Bytes::from(data.clone()));
+            let pieces: Vec<&[u8]> = payload.iter().map(|p| p.as_ref()).collect();
+            assert!(
+                pieces.iter().all(|p| !p.is_empty() && p.len() <= step),
+                "{len}"
+            );
+            assert_eq!(pieces.len(), len.div_ceil(step), "{len}");
+            assert_eq!(pieces.concat(), data, "{len}");
+        }
+    }
+
+    #[test]
+    fn parts_read_in_pieces_are_whole_and_checksummed() {
+        let data = pattern(3 * page_cache::SYSCALL_BYTES as usize + 123);
+        let mut file = tempfile::tempfile().expect("file");
+        file.write_all(&data).expect("write");
+        file.rewind().expect("rewind");
+        let first = 1000;
+        let (head, crc) = read_part(&mut file, 0, first, 0, false).expect("head");
+        let rest = data.len() - first;
+        let (tail, crc) = read_part(&mut file, first as u64, rest, crc, true).expect("tail");
+        assert_eq!([head, tail].concat(), data);
+        assert_eq!(crc, crc32c::crc32c(&data));
+        let short = read_part(&mut file, data.len() as u64, 1, 0, false);
+        assert!(
+            short.is_err(),
+            "a segment shorter than its size is an error"
+        );
     }
 }
