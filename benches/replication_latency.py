@@ -7,7 +7,10 @@ In one run, on this machine's loopback, with the real `strata` binary:
   2. one broker on the embedded store, a topic with RF=1, producers with acks=1 (the baseline);
 and for each: the maximum produce rate (1 KiB messages, as fast as the client goes), then
 acknowledgement latency percentiles (p50/p99/p99.9/max) at half that rate and at a fixed
-5,000 messages/s. Figures are printed
+5,000 messages/s. Before each latency phase the benchmark waits until the brokers have uploaded
+the sealed segments the previous phase left (`strata_tiering_upload_lag_bytes` at 0; the wait
+is reported as `uploads_drained_s`): a phase measures the steady state at its rate, uploads of
+its own data included, not the catch-up after the maximum phase. Figures are printed
 next to each other, with the ratio RF=3/acks=all over RF=1/acks=1 (the machine is shared and
 noisy: only same-run ratios mean anything). The target of the clusters issue: p99 under 10 ms at
 half of the maximum throughput. Needs a release build (`cargo build --release`).
@@ -38,6 +41,7 @@ from confluent_kafka import Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 from conftest import Broker, free_port  # noqa: E402
+from test_tiering import metrics  # noqa: E402
 
 VALUE = b"v" * 1024
 
@@ -178,17 +182,35 @@ def load_latencies(bootstrap: str, topic: str, acks: str, rate: float, seconds: 
             "p999_ms": lat["p999"], "max_ms": lat["max"]}
 
 
-def measure(bootstrap: str, topic: str, acks: str, seconds: float) -> dict:
+def drain_uploads(brokers: list[Broker], timeout: float = 300) -> float:
+    """Waits until no broker has sealed segments left to upload; the seconds it took."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if all(metrics(b).get("strata_tiering_upload_lag_bytes", 0) == 0 for b in brokers):
+            return round(time.monotonic() - start, 1)
+        time.sleep(0.5)
+    raise SystemExit(f"uploads still behind after {timeout} s")
+
+
+def measure(brokers: list[Broker], topic: str, acks: str, seconds: float) -> dict:
+    bootstrap = ",".join(b.bootstrap for b in brokers)
+
+    def at(rate: float) -> dict:
+        drained = drain_uploads(brokers)
+        if LOAD:
+            result = load_latencies(bootstrap, topic, acks, rate, seconds)
+        else:
+            result = latencies(bootstrap, topic, acks, rate, seconds)
+        return {**result, "uploads_drained_s": drained}
+
     if LOAD:
         top = load_run(bootstrap, topic, acks, seconds, 0)["produced"]["msgs_per_s"]
         return {"client": "strata-load", "max_msgs_per_s": round(top),
                 "max_mib_per_s": round(top * len(VALUE) / (1 << 20), 1),
-                "at_half_max": load_latencies(bootstrap, topic, acks, top / 2, seconds),
-                "at_5000_per_s": load_latencies(bootstrap, topic, acks, 5000, seconds)}
+                "at_half_max": at(top / 2), "at_5000_per_s": at(5000)}
     top = max_rate(bootstrap, topic, acks, seconds)
     return {"max_msgs_per_s": round(top), "max_mib_per_s": round(top * len(VALUE) / (1 << 20), 1),
-            "at_half_max": latencies(bootstrap, topic, acks, top / 2, seconds),
-            "at_5000_per_s": latencies(bootstrap, topic, acks, 5000, seconds)}
+            "at_half_max": at(top / 2), "at_5000_per_s": at(5000)}
 
 
 def main() -> None:
@@ -214,9 +236,8 @@ def main() -> None:
                 "--etcd", endpoint, "--cluster-name", "bench", "--broker-id", str(i),
                 "--object-store", f"file://{work / 'objects'}"])
             brokers.append(b.start())
-        bootstrap = ",".join(b.bootstrap for b in brokers)
-        create(bootstrap, "rf3", 3)
-        replicated = measure(bootstrap, "rf3", "all", args.seconds)
+        create(",".join(b.bootstrap for b in brokers), "rf3", 3)
+        replicated = measure(brokers, "rf3", "all", args.seconds)
         for b in brokers:
             b.stop()
         # The cluster's logs and bucket (~20 GB after its maximum phase) go before the single
@@ -226,7 +247,7 @@ def main() -> None:
         single = Broker(Path(args.binary), work / "single", name="single").start()
         brokers.append(single)
         create(single.bootstrap, "rf1", 1)
-        baseline = measure(single.bootstrap, "rf1", "1", args.seconds)
+        baseline = measure([single], "rf1", "1", args.seconds)
         summary = {
             "rf3_acks_all": replicated,
             "rf1_acks_1": baseline,
