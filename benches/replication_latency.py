@@ -183,11 +183,18 @@ def load_latencies(bootstrap: str, topic: str, acks: str, rate: float, seconds: 
 
 
 def drain_uploads(brokers: list[Broker], timeout: float = 300) -> float:
-    """Waits until no broker has sealed segments left to upload; the seconds it took."""
+    """Waits until no broker has sealed segments left to upload; the seconds it took. The lag is
+    set at the start of each offload pass, so a segment sealed during a long pass shows only at
+    the next one: it must read 0 for 2.5 s running (a pass starts every second by default)."""
     start = time.monotonic()
+    zero_since = None
     while time.monotonic() - start < timeout:
         if all(metrics(b).get("strata_tiering_upload_lag_bytes", 0) == 0 for b in brokers):
-            return round(time.monotonic() - start, 1)
+            zero_since = zero_since or time.monotonic()
+            if time.monotonic() - zero_since >= 2.5:
+                return round(zero_since - start, 1)
+        else:
+            zero_since = None
         time.sleep(0.5)
     raise SystemExit(f"uploads still behind after {timeout} s")
 

@@ -38,7 +38,9 @@ pub const SYSCALL_BYTES: u64 = 1 << 20;
 pub fn drop_pages(file: &File, range: Range<u64>) -> std::io::Result<()> {
     let mut start = range.start;
     while start < range.end {
-        let end = range.end.min(start + SYSCALL_BYTES);
+        // Pieces end on whole MiB, so no page straddles two calls (the kernel leaves a call's
+        // partial pages at either end).
+        let end = range.end.min((start / SYSCALL_BYTES + 1) * SYSCALL_BYTES);
         if let Some(len) = NonZeroU64::new(end - start) {
             rustix::fs::fadvise(file, start, Some(len), rustix::fs::Advice::DontNeed)?;
         }

@@ -39,6 +39,21 @@ pub struct Uploader {
     pub metrics: TieringMetrics,
 }
 
+/// Reads the next `len` bytes of `file`, one syscall per [`page_cache::SYSCALL_BYTES`] at
+/// most: a long read would hold a core in the kernel.
+fn read_in_pieces(file: &mut std::fs::File, len: usize) -> std::io::Result<Vec<u8>> {
+    let mut bytes = vec![0; len];
+    for piece in bytes.chunks_mut(page_cache::SYSCALL_BYTES as usize) {
+        file.read_exact(piece).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => {
+                std::io::Error::other("segment shorter than its recorded size")
+            }
+            _ => e,
+        })?;
+    }
+    Ok(bytes)
+}
+
 /// Reads the next `len` bytes of `file`, which start at `position`, as one part; the CRC-32C
 /// `crc` extended over them. With `drop_pages`, the part's pages leave the page cache after.
 fn read_part(
@@ -48,16 +63,7 @@ fn read_part(
     crc: u32,
     drop_pages: bool,
 ) -> std::io::Result<(Bytes, u32)> {
-    let mut part = Vec::with_capacity(len);
-    // In pieces: a long read would hold a core in the kernel (`page_cache::SYSCALL_BYTES`).
-    while part.len() < len {
-        let want = (len - part.len()).min(page_cache::SYSCALL_BYTES as usize);
-        if (&mut *file).take(want as u64).read_to_end(&mut part)? < want {
-            return Err(std::io::Error::other(
-                "segment shorter than its recorded size",
-            ));
-        }
-    }
+    let part = read_in_pieces(file, len)?;
     if drop_pages && let Err(e) = page_cache::drop_pages(file, position..position + len as u64) {
         // Advice only: the upload goes on with the pages cached.
         tracing::debug!(error = %e, "could not drop an uploaded part from the page cache");
@@ -77,10 +83,18 @@ fn in_pieces(mut bytes: Bytes) -> PutPayload {
     pieces.into_iter().collect()
 }
 
+/// Reads a whole (index) file in pieces, off the async workers.
 async fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
-    tokio::fs::read(path)
-        .await
-        .map_err(|e| LogError::io(path, e))
+    let owned = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut file = std::fs::File::open(&owned)?;
+        let len = usize::try_from(file.metadata()?.len()).map_err(std::io::Error::other)?;
+        read_in_pieces(&mut file, len)
+    })
+    .await
+    .map_err(std::io::Error::other)
+    .and_then(|read| read)
+    .map_err(|e| LogError::io(path, e))
 }
 
 impl Uploader {
@@ -207,9 +221,11 @@ impl Uploader {
                 }
                 left -= want as u64;
             }
-            for index in &indexes {
-                writer.write(index);
-                crc = crc32c::crc32c_append(crc, index);
+            for index in indexes {
+                crc = crc32c::crc32c_append(crc, &index);
+                for piece in in_pieces(Bytes::from(index)) {
+                    writer.put(piece);
+                }
             }
             Ok::<_, LogError>(crc)
         }
@@ -272,5 +288,70 @@ mod tests {
             short.is_err(),
             "a segment shorter than its size is an error"
         );
+        file.rewind().expect("rewind");
+        let cut = read_part(&mut file, 0, data.len() + 10, 0, false);
+        assert!(
+            cut.is_err(),
+            "bytes then the end of the file is an error too"
+        );
+    }
+
+    /// A sealed segment of `log_len` bytes with index files of the given sizes, in `dir`.
+    fn segment(dir: &std::path::Path, log_len: usize, index_lens: [usize; 2]) -> SealedSegment {
+        let write = |name: &str, len: usize, seed: usize| {
+            let path = dir.join(name);
+            let bytes: Vec<u8> = (0..len).map(|i| ((i + seed) * 13 % 251) as u8).collect();
+            std::fs::write(&path, bytes).expect("write");
+            path
+        };
+        SealedSegment {
+            base_offset: 0,
+            next_offset: 10,
+            size: log_len as u64,
+            first_timestamp: 0,
+            max_timestamp: 0,
+            log_path: write("0.log", log_len, 0),
+            offset_index_path: write("0.index", index_lens[0], 1),
+            time_index_path: write("0.timeindex", index_lens[1], 2),
+        }
+    }
+
+    #[tokio::test]
+    async fn uploads_through_a_local_bucket_keep_every_byte_in_order() {
+        let mib = page_cache::SYSCALL_BYTES as usize;
+        let dir = tempfile::tempdir().expect("dir");
+        let bucket_dir = dir.path().join("bucket");
+        std::fs::create_dir_all(&bucket_dir).expect("bucket");
+        let url = format!("file://{}", bucket_dir.display());
+        let store: Arc<dyn ObjectStore> = Arc::new(
+            object_store::local::LocalFileSystem::new_with_prefix(&bucket_dir).expect("store"),
+        );
+        let segment = segment(dir.path(), 3 * mib + 5, [2 * mib + 1, mib + 7]);
+        let mut expected = std::fs::read(&segment.log_path).expect("log");
+        expected.extend(std::fs::read(&segment.offset_index_path).expect("index"));
+        expected.extend(std::fs::read(&segment.time_index_path).expect("time index"));
+        // Multipart with parts that are not whole pieces, and one PUT.
+        for (part_bytes, key) in [(mib + 3, "multipart"), (16 * mib, "single")] {
+            let uploader = Uploader {
+                store: Arc::clone(&store),
+                part_bytes,
+                limiter: RateLimiter::new(0),
+                drop_read_pages: true,
+                local_bucket: LocalBucket::for_url(&url).map(Arc::new),
+                metrics: TieringMetrics::default(),
+            };
+            let key = Path::from(key);
+            let remote = uploader.upload(&segment, &key, 3).await.expect("upload");
+            let object = store
+                .get(&key)
+                .await
+                .expect("get")
+                .bytes()
+                .await
+                .expect("bytes");
+            assert_eq!(object.as_ref(), expected.as_slice(), "{key}");
+            assert_eq!(remote.crc32c, crc32c::crc32c(&expected), "{key}");
+            assert_eq!(remote.log_bytes, segment.size);
+        }
     }
 }
