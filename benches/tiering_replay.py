@@ -12,7 +12,10 @@ In one run, against a moto S3 server on loopback and the real `strata` binary:
   5. local replay: the same data in a topic without remote storage, evicted from the page cache
      first (local disk), and again from the page cache (the most this machine's broker and client
      move with no object store at all: a ceiling for any replay here),
-and object-store requests per GiB written and read. Replays use strata-load (librdkafka), so they
+and object-store requests per GiB written and read, and the CPU each process spent per GiB in the
+raw GET, the cold replay and the page-cache replay (`cpu_core_s_per_gib`: S3 server, broker,
+client; from /proc and the children's rusage), with what that CPU allows on this machine's cores
+(`cpu_bound_cold_mib_s`). Replays use strata-load (librdkafka), so they
 measure the broker rather than a Python client. Figures are ratios against the baselines of the
 same run (the machine is shared and noisy). Needs release builds of both binaries.
 
@@ -25,6 +28,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -44,6 +49,39 @@ from conftest import S3_ENV, Broker, S3Server, s3_broker_args  # noqa: E402
 from test_tiering import VALUE_BYTES, metrics, remote_end, value  # noqa: E402
 
 MIB = 1 << 20
+
+
+def process_cpu_s(pid: int) -> float:
+    """User and system CPU seconds of a running process, all threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_s() -> float:
+    """CPU seconds of this script's finished children (curl, strata-load)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class CpuMeter:
+    """CPU seconds spent by the S3 server, the broker (if running) and the clients between
+    `start` and `per_gib`."""
+
+    def __init__(self, server_pid: int, broker_pid: int | None = None):
+        self.pids = {"s3_server": server_pid, "broker": broker_pid}
+        self.before: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        now = {name: process_cpu_s(pid) for name, pid in self.pids.items() if pid}
+        now["client"] = children_cpu_s()
+        return now
+
+    def start(self) -> "CpuMeter":
+        self.before = self._now()
+        return self
+
+    def per_gib(self, gib: float) -> dict[str, float]:
+        return {name: round((v - self.before[name]) / gib, 2) for name, v in self._now().items()}
 
 
 def produce(bootstrap: str, topic: str, count: int) -> None:
@@ -71,21 +109,23 @@ def replay_python(bootstrap: str, topic: str, count: int) -> float:
     return count * VALUE_BYTES / MIB / elapsed
 
 
-def raw_get(s3: S3Server, bucket: str, object_mib: int, chunk_mib: int) -> tuple[float, float]:
+def raw_get(s3: S3Server, bucket: str, object_mib: int, chunk_mib: int) -> tuple[float, float, dict]:
     """The S3 server's own GET rate, in MiB/s, for an object the size of a segment: whole (curl),
     and as sequential ranged GETs of the cache's chunk size on one keep-alive connection, the
-    access pattern of a cold replay."""
+    access pattern of a cold replay; and the CPU per GiB of the whole-object GETs."""
     key = "raw-get-probe"
     size = object_mib * MIB
     s3.client().put_object(Bucket=bucket, Key=key, Body=b"\x5a" * size)
     url = s3.client().generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=600)
     whole = []
+    cpu = CpuMeter(s3.proc.pid).start()
     for _ in range(3):
         out = subprocess.run(["curl", "-sf", "-o", "/dev/null", "-w", "%{speed_download} %{size_download}", url],
                              capture_output=True, text=True, check=True)
         speed, got = out.stdout.split()
         assert int(got) == size, f"raw GET read {got} bytes"
         whole.append(float(speed) / MIB)
+    whole_cpu = cpu.per_gib(3 * size / (1 << 30))
     http = urllib3.PoolManager(maxsize=1)
     chunk = chunk_mib * MIB
     start = time.monotonic()
@@ -94,7 +134,7 @@ def raw_get(s3: S3Server, bucket: str, object_mib: int, chunk_mib: int) -> tuple
         assert r.status == 206 and len(r.data) == min(chunk, size - offset), r.status
     ranged = size / MIB / (time.monotonic() - start)
     s3.client().delete_object(Bucket=bucket, Key=key)
-    return max(whole), ranged
+    return max(whole), ranged, whole_cpu
 
 
 def requests(m: dict, operation: str) -> float:
@@ -118,7 +158,8 @@ def main() -> None:
     broker = None
     try:
         bucket = s3.new_bucket()
-        raw, raw_ranged = raw_get(s3, bucket, args.segment_mib, args.chunk_mib)
+        raw, raw_ranged, raw_cpu = raw_get(s3, bucket, args.segment_mib, args.chunk_mib)
+        gib = args.mib / 1024
         flags = s3_broker_args(s3, bucket, "--tiering-interval-ms", "200",
                                "--cache-chunk-bytes", str(args.chunk_mib * MIB),
                                "--remote-read-ahead-chunks", str(args.read_ahead),
@@ -140,7 +181,9 @@ def main() -> None:
         written = metrics(broker)
         drop_from_page_cache(local_dir)
         local_rate = replay(load, broker.bootstrap, local, count)
+        cpu = CpuMeter(s3.proc.pid, broker.pid).start()
         page_cache_rate = replay(load, broker.bootstrap, local, count)
+        page_cache_cpu = cpu.per_gib(gib)
 
         broker.stop()
         shutil.rmtree(broker.data_dir / "cache", ignore_errors=True)
@@ -149,12 +192,14 @@ def main() -> None:
         shutil.rmtree(broker.data_dir / "logs" / tiered_id)
         broker.start()
         before = metrics(broker)
+        cpu = CpuMeter(s3.proc.pid, broker.pid).start()
         cold = replay(load, broker.bootstrap, tiered, count)
+        cold_cpu = cpu.per_gib(gib)
         after_cold = metrics(broker)
         warm = replay(load, broker.bootstrap, tiered, count)
         after_warm = metrics(broker)
         warm_python = replay_python(broker.bootstrap, tiered, count)
-        gib = args.mib / 1024
+        cold_core_s = sum(cold_cpu.values())
         result = {
             "mib": args.mib,
             "segment_mib": args.segment_mib,
@@ -177,6 +222,10 @@ def main() -> None:
             "get_requests_per_gib_read_cold": round((requests(after_cold, "GET") - requests(before, "GET")) / gib, 1),
             "get_requests_per_gib_read_warm": round((requests(after_warm, "GET") - requests(after_cold, "GET")) / gib, 1),
             "list_requests": requests(after_cold, "LIST") + requests(written, "LIST"),
+            "cpu_core_s_per_gib": {"raw_get": raw_cpu, "cold_replay": cold_cpu,
+                                   "page_cache_replay": page_cache_cpu},
+            # What the cold replay's CPU per GiB allows if every core did nothing else.
+            "cpu_bound_cold_mib_s": round(os.cpu_count() * 1024 / cold_core_s, 1) if cold_core_s else None,
         }
         print(json.dumps(result, indent=2))
     finally:
