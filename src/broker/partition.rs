@@ -426,6 +426,7 @@ impl Partition {
     /// its uploads carry its epoch.
     pub async fn offload(&self, now_ms: i64) -> Result<usize> {
         let Ok(epoch) = self.leader_epoch() else {
+            self.remote.clear_upload_lag();
             return Ok(0);
         };
         let committed = self.high_watermark();

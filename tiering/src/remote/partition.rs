@@ -124,6 +124,15 @@ impl RemotePartition {
         }
     }
 
+    /// Reports nothing left to upload, on a broker that does not lead the partition: uploads are
+    /// the leader's, and a former leader's last figures would otherwise stay.
+    pub fn clear_upload_lag(&self) {
+        let metrics = &self.tier.uploader.metrics;
+        let label = self.label();
+        metrics.upload_lag_bytes.get_or_create(&label).set(0);
+        metrics.upload_lag_segments.get_or_create(&label).set(0);
+    }
+
     /// Counts `bytes` appended by producers on this broker: uploads are paced to that rate.
     pub fn record_ingest(&self, bytes: u64) {
         self.tier.uploader.limiter.record_ingest(bytes);

@@ -303,6 +303,37 @@ async fn a_store_outage_delays_offload_without_losing_or_duplicating() {
 }
 
 #[tokio::test]
+async fn upload_lag_shows_while_the_store_is_down_and_clears_when_no_longer_leading() {
+    let f = Fixture::new();
+    let log = f.log("p0", 0);
+    fill(&log, 30);
+    let tier = f.tier("c").await;
+    let remote = RemotePartition::open(Arc::clone(&tier), f.topic, 0)
+        .await
+        .expect("open");
+    f.switch.failing.store(true, Ordering::SeqCst);
+    remote
+        .offload(&log, 0, i64::MAX, 0)
+        .await
+        .expect_err("store is down");
+    let metrics = &tier.uploader.metrics;
+    let lag = || {
+        let label = remote.label();
+        (
+            metrics.upload_lag_bytes.get_or_create(&label).get(),
+            metrics.upload_lag_segments.get_or_create(&label).get(),
+        )
+    };
+    let (bytes, segments) = lag();
+    assert!(
+        bytes > 0 && segments > 0,
+        "{bytes} bytes, {segments} segments"
+    );
+    remote.clear_upload_lag();
+    assert_eq!(lag(), (0, 0));
+}
+
+#[tokio::test]
 async fn a_stale_writer_is_fenced() {
     let f = Fixture::new();
     let log = f.log("p0", 0);
