@@ -175,9 +175,12 @@ impl Connection {
                     write_response(writer, response).await?;
                 }
                 Begun::Acknowledging(response) => {
+                    let appended = Instant::now();
                     let metrics = self.metrics.clone();
                     self.pending.push_back(Box::pin(async move {
                         let response = response.await;
+                        let local = appended.duration_since(started);
+                        metrics.observe_phases(ApiKey::Produce, local, appended.elapsed());
                         metrics.observe(ApiKey::Produce, started.elapsed());
                         response
                     }));
@@ -327,15 +330,17 @@ mod tests {
         reader: tokio::io::ReadHalf<tokio::io::DuplexStream>,
         writer: tokio::io::WriteHalf<tokio::io::DuplexStream>,
         responses: FrameReader,
+        metrics: RequestMetrics,
     }
 
     impl Client {
         fn connect(broker: &Arc<Broker>, cancel: &CancellationToken) -> Self {
             let (client, server) = tokio::io::duplex(1 << 20);
             let (mut server_reader, mut server_writer) = tokio::io::split(server);
+            let metrics = RequestMetrics::default();
             let mut connection = Connection {
                 broker: Arc::clone(broker),
-                metrics: RequestMetrics::default(),
+                metrics: metrics.clone(),
                 client_host: "/127.0.0.1".into(),
                 pending: FuturesOrdered::new(),
             };
@@ -350,6 +355,7 @@ mod tests {
                 reader,
                 writer,
                 responses: FrameReader::new(1 << 20),
+                metrics,
             }
         }
 
@@ -447,5 +453,31 @@ mod tests {
         assert_eq!(client.response(true).await, (4, Some(2)));
         assert_eq!(client.response(false).await, (5, None));
         cancel.cancel();
+
+        // Each Produce's wait for the follower counts as remote time, not local: the first and
+        // the fourth waited through 100 ms of silence above.
+        let mut registry = prometheus_client::registry::Registry::with_prefix("strata");
+        client.metrics.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        for line in [
+            r#"strata_request_local_seconds_count{api="Produce"} 4"#,
+            r#"strata_request_remote_seconds_count{api="Produce"} 4"#,
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        let sum = |name: &str| -> f64 {
+            let prefix = format!("{name}_sum{{api=\"Produce\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(prefix.as_str()))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{prefix} in {text}"))
+        };
+        let (local, remote) = (
+            sum("strata_request_local_seconds"),
+            sum("strata_request_remote_seconds"),
+        );
+        assert!(remote >= 0.2, "remote {remote} s");
+        assert!(local < remote, "local {local} s, remote {remote} s");
     }
 }
