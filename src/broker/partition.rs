@@ -426,7 +426,7 @@ impl Partition {
     /// its uploads carry its epoch.
     pub async fn offload(&self, now_ms: i64) -> Result<usize> {
         let Ok(epoch) = self.leader_epoch() else {
-            self.remote.clear_upload_lag();
+            self.remote.report_as_non_leader(&self.log);
             return Ok(0);
         };
         let committed = self.high_watermark();

@@ -454,8 +454,8 @@ mod tests {
         assert_eq!(client.response(false).await, (5, None));
         cancel.cancel();
 
-        // Each Produce's wait for the follower counts as remote time, not local: the first and
-        // the fourth waited through 100 ms of silence above.
+        // Each Produce's wait for the follower counts as remote time, not local: the first
+        // waited through 100 ms of silence above.
         let mut registry = prometheus_client::registry::Registry::with_prefix("strata");
         client.metrics.register(&mut registry);
         let mut text = String::new();
@@ -477,7 +477,7 @@ mod tests {
             sum("strata_request_local_seconds"),
             sum("strata_request_remote_seconds"),
         );
-        assert!(remote >= 0.2, "remote {remote} s");
+        assert!(remote >= 0.1, "remote {remote} s");
         assert!(local < remote, "local {local} s, remote {remote} s");
     }
 }

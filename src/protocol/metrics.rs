@@ -6,8 +6,11 @@
 //!
 //! A Produce's time is also split as Kafka's `LocalTimeMs` and `RemoteTimeMs` split it: the
 //! broker's own work (decoding and appending) and, after it, the wait for other brokers (the
-//! followers' acknowledgement under acks=all). A replicated produce tail shows up in one or the
-//! other: a slow disk or lock in the first, slow followers in the second.
+//! followers' acknowledgement under acks=all; about 0 for acks=1 and acks=0, which are counted
+//! too). A replicated produce tail shows up in one or the other: a slow disk or lock in the
+//! first, slow followers in the second. The remote time ends when the connection next looks at
+//! its acknowledgements, so a connection busy appending its next pipelined Produce or writing
+//! to a slow client adds to it.
 
 use std::time::Duration;
 

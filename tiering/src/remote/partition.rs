@@ -124,13 +124,18 @@ impl RemotePartition {
         }
     }
 
-    /// Reports nothing left to upload, on a broker that does not lead the partition: uploads are
-    /// the leader's, and a former leader's last figures would otherwise stay.
-    pub fn clear_upload_lag(&self) {
+    /// The metrics of a broker that does not lead the partition: its local bytes, and no upload
+    /// lag series, which only the leader (the one broker that uploads) reports. A former
+    /// leader's last figures would otherwise stay; a partition without a leader has no series.
+    pub fn report_as_non_leader(&self, log: &PartitionLog) {
         let metrics = &self.tier.uploader.metrics;
         let label = self.label();
-        metrics.upload_lag_bytes.get_or_create(&label).set(0);
-        metrics.upload_lag_segments.get_or_create(&label).set(0);
+        metrics
+            .local_bytes
+            .get_or_create(&label)
+            .set(log.size_bytes() as i64);
+        metrics.upload_lag_bytes.remove(&label);
+        metrics.upload_lag_segments.remove(&label);
     }
 
     /// Counts `bytes` appended by producers on this broker: uploads are paced to that rate.
