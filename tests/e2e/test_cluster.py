@@ -21,7 +21,7 @@ from confluent_kafka.admin import NewTopic
 
 import helpers as h
 from test_etcd import etcd, etcd_args  # noqa: F401  (etcd is a fixture)
-from test_tiering import wait_until
+from test_tiering import metrics, wait_until
 
 SESSION_MS = "2000"
 
@@ -417,9 +417,15 @@ def test_reassignment_moves_replicas_and_preferred_election_moves_leadership(clu
         wait_until(lambda: cluster.partition(other)[0] in (2, 3), 30, "a new leader")
         cluster.brokers[1].start()
         cluster.wait_isr(other, 3)
-        assert cluster.partition(other)[0] != 1, "no automatic move back"
+        interim = cluster.partition(other)[0]
+        assert interim != 1, "no automatic move back"
+        # Only the leader, the one broker that uploads, reports the partition's upload lag.
+        lag = f'strata_tiering_upload_lag_bytes{{partition="{topic_id_hex(admin, other)}/0"}}'
+        wait_until(lambda: lag in metrics(cluster.brokers[interim]), 30, "the interim leader's upload lag")
         kp.elect_leaders(0, {other: [0]})
         wait_until(lambda: cluster.partition(other)[0] == 1, 30, "the preferred replica to lead again")
+        wait_until(lambda: lag not in metrics(cluster.brokers[interim]) and lag in metrics(cluster.brokers[1]),
+                   30, "the upload lag to move with the leadership")
     finally:
         kp.close()
 
