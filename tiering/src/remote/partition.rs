@@ -128,14 +128,31 @@ impl RemotePartition {
     /// lag series, which only the leader (the one broker that uploads) reports. A former
     /// leader's last figures would otherwise stay; a partition without a leader has no series.
     pub fn report_as_non_leader(&self, log: &PartitionLog) {
+        self.report_local_bytes(log);
         let metrics = &self.tier.uploader.metrics;
         let label = self.label();
-        metrics
-            .local_bytes
-            .get_or_create(&label)
-            .set(log.size_bytes() as i64);
         metrics.upload_lag_bytes.remove(&label);
         metrics.upload_lag_segments.remove(&label);
+    }
+
+    fn report_local_bytes(&self, log: &PartitionLog) {
+        self.tier
+            .uploader
+            .metrics
+            .local_bytes
+            .get_or_create(&self.label())
+            .set(log.size_bytes() as i64);
+    }
+
+    /// The leader's upload lag: sealed segments not yet uploaded, and their bytes.
+    fn report_upload_lag(&self, bytes: i64, segments: i64) {
+        let metrics = &self.tier.uploader.metrics;
+        let label = self.label();
+        metrics.upload_lag_bytes.get_or_create(&label).set(bytes);
+        metrics
+            .upload_lag_segments
+            .get_or_create(&label)
+            .set(segments);
     }
 
     /// Counts `bytes` appended by producers on this broker: uploads are paced to that rate.
@@ -227,22 +244,10 @@ impl RemotePartition {
                     && s.next_offset <= committed_end
             })
             .collect();
-        let metrics = &self.tier.uploader.metrics;
-        let label = self.label();
-        metrics
-            .local_bytes
-            .get_or_create(&label)
-            .set(log.size_bytes() as i64);
+        self.report_local_bytes(log);
         let mut lag_bytes: i64 = pending.iter().map(|s| s.size as i64).sum();
         let mut lag_segments = pending.len() as i64;
-        metrics
-            .upload_lag_bytes
-            .get_or_create(&label)
-            .set(lag_bytes);
-        metrics
-            .upload_lag_segments
-            .get_or_create(&label)
-            .set(lag_segments);
+        self.report_upload_lag(lag_bytes, lag_segments);
         let mut uploaded = 0;
         for segment in pending {
             let key = self.paths.new_segment(segment.base_offset, leader_epoch);
@@ -257,14 +262,7 @@ impl RemotePartition {
             uploaded += 1;
             lag_bytes -= segment.size as i64;
             lag_segments -= 1;
-            metrics
-                .upload_lag_bytes
-                .get_or_create(&label)
-                .set(lag_bytes);
-            metrics
-                .upload_lag_segments
-                .get_or_create(&label)
-                .set(lag_segments);
+            self.report_upload_lag(lag_bytes, lag_segments);
         }
         Ok(uploaded)
     }
