@@ -20,7 +20,9 @@ pub struct LocalBounds {
     pub remote_cleaned_offset: Option<i64>,
 }
 
-/// Runs one pass over `log` if its plan says so. For a tiered log only segments already in the
+/// Runs one pass over `log` if its plan says so. Only durable segments (below the log's recovery
+/// point) are compacted: crash recovery reads a segment ending short of the next one above that
+/// point as one that lost batches. For a tiered log only segments already in the
 /// bucket are compacted (the uploader never reads a file compaction replaces), and tombstones
 /// stay until the remote tier is clean past them: older records of their keys may live in the
 /// bucket. Returns what the pass did, or `None` when no pass was due or it lost a race with
@@ -55,7 +57,10 @@ fn pass(
 ) -> Result<Option<PassReport>> {
     let view = log.compaction_view()?;
     let tiered = view.config.remote_storage;
-    let mut first_uncleanable = view.active_base_offset.min(bounds.committed_end);
+    let mut first_uncleanable = view
+        .active_base_offset
+        .min(bounds.committed_end)
+        .min(view.durable_end);
     if tiered {
         first_uncleanable = first_uncleanable.min(view.remote_end_offset.unwrap_or(i64::MIN));
     }

@@ -17,7 +17,9 @@
 //! the flush scheduler fsyncs sealed segments later, outside the lock, and records how far the log
 //! is durable (the recovery point, `log/recovery.rs`). When `clean-shutdown` is missing on open,
 //! every segment from the recovery point on is scanned, cut after its last whole batch with a valid
-//! CRC, and its indexes rebuilt; a cut before the last segment drops the segments after it.
+//! CRC, and its indexes rebuilt; a segment before the last that was cut, or that lost whole batches
+//! at its end (it ends below the next base), drops the segments after it. Compaction, the one
+//! thing that shortens a segment legitimately, cleans only segments below the recovery point.
 //!
 //! Replication (a follower's appends, truncation to a leader's epoch boundary, restarting at the
 //! leader's log start) is in `log/replica.rs`, which describes its own crash safety.
@@ -176,8 +178,16 @@ impl PartitionLog {
             }
         }
         bases.sort_unstable();
-        let mut segments =
-            open_segments(dir, &bases, clean, stored_recovery_point, &config, now_ms)?;
+        let cleaned_offset = cleaned::read_checkpoint(dir)?.cleaned_offset;
+        let mut segments = open_segments(
+            dir,
+            &bases,
+            clean,
+            stored_recovery_point,
+            cleaned_offset,
+            &config,
+            now_ms,
+        )?;
         bases.retain(|b| segments.contains_key(b));
         let stored_start = read_log_start(dir)?;
         let first_base = bases
@@ -204,8 +214,13 @@ impl PartitionLog {
             drop_behind: DropBehind::default(),
         };
         if clean {
-            // `close` fsynced everything; the stored point is written at the next flush.
-            state.recovery_point = state.next_offset();
+            // `close` fsynced everything. The point is stored at once: compaction cleans only below
+            // it, and recovery must never scan (and judge) a segment compaction has shortened.
+            let end = state.next_offset();
+            if stored_recovery_point != end {
+                recovery::store(dir, end)?;
+            }
+            state.recovery_point = end;
         }
         state.producers = rebuild_producer_state(dir, &state)?;
         state.epochs = load_epochs(dir, &state)?;
@@ -616,13 +631,18 @@ fn sync_pending(state: &LogState, dir: &Path) -> Result<()> {
 }
 
 /// Opens the segments at `bases` (sorted). After an unclean shutdown every segment not wholly below
-/// the recovery point is scanned and cut at its first torn batch; when one before the last is cut,
-/// the later segments are deleted, since their offsets no longer follow on.
+/// the recovery point is scanned and cut at its first torn batch. When one before the last was cut,
+/// or lost whole batches at its end (it then ends below the next segment's base, with nothing torn
+/// to show), the later segments are deleted, since their offsets no longer follow on. Only
+/// compaction leaves a segment ending below the next base legitimately, and it cleans durable
+/// segments only (below the recovery point, never scanned); segments it has cleaned, below
+/// `cleaned_offset`, are spared the check all the same, for a recovery-point file that was lost.
 fn open_segments(
     dir: &Path,
     bases: &[i64],
     clean: bool,
     recovery_point: i64,
+    cleaned_offset: i64,
     config: &LogConfig,
     now_ms: i64,
 ) -> Result<BTreeMap<i64, Segment>> {
@@ -636,13 +656,15 @@ fn open_segments(
             .len();
         let segment = Segment::open(dir, base, recover, config.index_interval_bytes, now_ms)?;
         let cut = segment.size() < stored;
+        let ends_short =
+            next_base.is_some_and(|next| next > cleaned_offset && segment.next_offset() < next);
         segments.insert(base, segment);
-        if cut && next_base.is_some() {
+        if recover && next_base.is_some() && (cut || ends_short) {
             for &later in &bases[i + 1..] {
                 tracing::warn!(
                     log = %dir.display(),
                     base_offset = later,
-                    "deleting a segment that follows a torn one"
+                    "deleting a segment whose offsets no longer follow on from the torn one before it"
                 );
                 segment::delete_files(&dir.join(segment::file_stem(later)))?;
             }

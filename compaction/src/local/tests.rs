@@ -58,12 +58,15 @@ fn write(log: &PartitionLog, updates: &[(String, Option<String>)], per_batch: us
     }
 }
 
+/// Rolls so every batch is in a sealed segment, and fsyncs them as the flush scheduler would:
+/// compaction cleans durable segments only.
 fn seal(log: &PartitionLog) {
     let mut config = log_config();
     config.segment_ms = 0;
     log.set_config(config);
     log.roll_if_due(i64::MAX / 2).expect("roll");
     log.set_config(log_config());
+    log.flush_sealed().expect("flush");
 }
 
 /// Runs passes until none is due.
@@ -88,14 +91,20 @@ fn latest(updates: &[(String, Option<String>)]) -> BTreeMap<String, (i64, Option
     model
 }
 
+/// Writes 600 updates of 40 keys, 7 to a batch, and returns them.
+fn write_overwrites(log: &PartitionLog) -> Vec<(String, Option<String>)> {
+    let updates: Vec<_> = (0..600)
+        .map(|i| (format!("key-{}", i % 40), Some(format!("value-{i}"))))
+        .collect();
+    write(log, &updates, 7, 1_000);
+    updates
+}
+
 #[test]
 fn keeps_the_latest_record_per_key_at_its_offset() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = PartitionLog::open(dir.path(), log_config(), 0).expect("open");
-    let updates: Vec<_> = (0..600)
-        .map(|i| (format!("key-{}", i % 40), Some(format!("value-{i}"))))
-        .collect();
-    write(&log, &updates, 7, 1_000);
+    let updates = write_overwrites(&log);
     seal(&log);
     let segments = log.segment_count();
     let report = compact_local(
@@ -140,6 +149,23 @@ fn keeps_the_latest_record_per_key_at_its_offset() {
     log.close().expect("close");
     let reopened = PartitionLog::open(dir.path(), log_config(), 0).expect("reopen");
     assert_eq!(read_all(&reopened), expected);
+}
+
+#[test]
+fn only_segments_made_durable_are_compacted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = PartitionLog::open(dir.path(), log_config(), 0).expect("open");
+    write_overwrites(&log);
+    assert!(log.segment_count() > 2);
+    let throttle = Throttle::new(0);
+    let pass = || compact_local(&log, &config(0), UNBOUNDED, 1 << 20, &throttle, 2_000);
+    assert!(
+        pass().expect("pass").is_none(),
+        "a crash could still tear these segments"
+    );
+    log.flush_sealed().expect("flush");
+    let report = pass().expect("pass").expect("a pass was due");
+    assert!(report.segments_replaced > 0);
 }
 
 #[test]
@@ -218,6 +244,7 @@ fn the_tiered_local_copy_compacts_offloaded_segments_and_waits_for_the_bucket() 
     updates.extend((0..300).map(|i| (format!("key-{}", i % 4 * 2), Some(format!("w{i}")))));
     let tombstone = 100;
     write(&log, &updates, 10, 1_000);
+    log.flush_sealed().expect("flush");
     let throttle = Throttle::new(0);
     let bounds = |remote| LocalBounds {
         committed_end: i64::MAX,

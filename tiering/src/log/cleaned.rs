@@ -121,6 +121,10 @@ pub struct CompactionView {
     pub sealed: Vec<SealedSegment>,
     /// Base offset of the active segment.
     pub active_base_offset: i64,
+    /// Offsets below this are durable (the recovery point). Compaction cleans nothing above it:
+    /// recovery after a machine crash scans the segments above it and takes one that ends below
+    /// the next segment's base for one that lost batches.
+    pub durable_end: i64,
     /// The first offset still readable.
     pub log_start_offset: i64,
     /// How far the log has been compacted.
@@ -140,6 +144,7 @@ impl PartitionLog {
         Ok(CompactionView {
             sealed,
             active_base_offset: state.active().base_offset(),
+            durable_end: state.recovery_point,
             log_start_offset: state.log_start_offset,
             checkpoint,
             remote_end_offset: state.remote_end_offset,
@@ -257,7 +262,7 @@ fn apply_swap(dir: &Path, replacements: &[Replacement]) -> Result<()> {
 }
 
 /// The stored checkpoint; an unreadable one counts as none (the next pass cleans everything again).
-fn read_checkpoint(dir: &Path) -> Result<CleanCheckpoint> {
+pub(super) fn read_checkpoint(dir: &Path) -> Result<CleanCheckpoint> {
     let path = dir.join(CHECKPOINT);
     match fs::read(&path) {
         Ok(bytes) => Ok(serde_json::from_slice(&bytes).unwrap_or_default()),

@@ -12,7 +12,10 @@
 //! A killed process loses nothing either way: appended batches are in the page cache. After a
 //! machine crash, a segment wholly below the stored recovery point is trusted as it is; every later
 //! segment is scanned and cut at its first torn batch, and when a segment other than the last is
-//! cut, the segments after it are deleted (their offsets would no longer follow on). The stored
+//! cut or ends below the next segment's base (whole batches lost), the segments after it are
+//! deleted (their offsets would no longer follow on). A clean open stores the point at the log end
+//! at once, and compaction cleans only below the point, so recovery never scans a segment
+//! compaction shortened. The stored
 //! point may only lag the truth: it is written (temporary file, fsync, rename, directory fsync)
 //! after the fsyncs it stands for, and lowered, before any file changes, by truncation and by a
 //! restart of the log at a new offset. Both hold the log's checkpoint lock (taken before the state

@@ -419,50 +419,100 @@ fn sealed_segments_become_durable_through_flush_sealed() {
     assert_eq!(recovery::load(dir.path()), active);
 }
 
-#[test]
-fn a_torn_segment_before_the_last_drops_the_segments_after_it() {
-    let dir = tempfile::tempdir().expect("tempdir");
+/// A log of several segments with sealed ones above the recovery point, left without close or
+/// flush as a machine crash would. Returns the segment bases and the index of the first segment
+/// above the recovery point, which has later segments after it.
+fn crash_with_unflushed_sealed_segments(dir: &Path) -> (Vec<i64>, usize) {
     let bases: Vec<i64>;
     {
-        let log = PartitionLog::open(dir.path(), small_segments(), 0).expect("open");
+        let log = PartitionLog::open(dir, small_segments(), 0).expect("open");
         append_default(&log, 12);
         log.flush_sealed().expect("flush");
         append_default(&log, 30);
         bases = log.lock().segments.keys().copied().collect();
-        // No close, no flush: after a machine crash part of a sealed segment never reached the disk.
     }
-    let durable = recovery::load(dir.path());
-    let torn = *bases
+    let durable = recovery::load(dir);
+    let victim = bases
         .iter()
-        .find(|b| **b >= durable)
+        .position(|b| *b >= durable)
         .expect("a segment above the recovery point");
-    let torn_index = bases.iter().position(|b| *b == torn).expect("index");
-    assert!(torn_index + 2 < bases.len(), "segments follow the torn one");
-    let path = segment_path(dir.path(), torn);
-    let mut bytes = fs::read(&path).expect("read");
-    // A block that never reached the disk: the file keeps its length, a batch no longer its CRC.
-    let at = bytes.len() - 30;
-    bytes[at] ^= 0xff;
-    fs::write(&path, &bytes).expect("damage");
-    let log = PartitionLog::open(dir.path(), small_segments(), 0).expect("recover");
+    assert!(victim + 2 < bases.len(), "segments follow the victim");
+    (bases, victim)
+}
+
+/// Reopens the log and checks it ends inside the damaged segment `bases[victim]`, with no gap,
+/// the later segments gone, and appends going on from its end.
+fn assert_recovered_inside(dir: &Path, bases: &[i64], victim: usize) {
+    let log = PartitionLog::open(dir, small_segments(), 0).expect("recover");
     let end = log.log_end_offset();
     assert!(
-        end > torn && end < bases[torn_index + 1],
-        "ends inside the torn segment: {end}"
+        end > bases[victim] && end < bases[victim + 1],
+        "ends inside the damaged segment: {end}"
     );
     assert_eq!(
         read_all(&log, 0).len() as i64,
         end,
         "one record per batch, no gaps"
     );
-    for later in &bases[torn_index + 1..] {
-        assert!(!segment_path(dir.path(), *later).exists());
+    for later in &bases[victim + 1..] {
+        assert!(!segment_path(dir, *later).exists());
     }
     assert_eq!(
         log.append(&build_batch(TestBatch::default()), options(0))
             .expect("append")
             .base_offset,
         end
+    );
+}
+
+#[test]
+fn a_torn_segment_before_the_last_drops_the_segments_after_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (bases, victim) = crash_with_unflushed_sealed_segments(dir.path());
+    let path = segment_path(dir.path(), bases[victim]);
+    let mut bytes = fs::read(&path).expect("read");
+    // A block that never reached the disk: the file keeps its length, a batch no longer its CRC.
+    let at = bytes.len() - 30;
+    bytes[at] ^= 0xff;
+    fs::write(&path, &bytes).expect("damage");
+    assert_recovered_inside(dir.path(), &bases, victim);
+}
+
+#[test]
+fn a_segment_that_lost_whole_batches_at_its_end_drops_the_segments_after_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (bases, victim) = crash_with_unflushed_sealed_segments(dir.path());
+    let path = segment_path(dir.path(), bases[victim]);
+    let mut bytes = fs::read(&path).expect("read");
+    // The file's size never reached the disk past its last batch but one: what is left is whole,
+    // nothing is torn, and only the next segment's base shows offsets are missing.
+    let mut starts = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        starts.push(at);
+        let length = i32::from_be_bytes(bytes[at + 8..at + 12].try_into().expect("4 bytes"));
+        at += batch::LOG_OVERHEAD + length as usize;
+    }
+    assert!(starts.len() > 1, "the segment holds several batches");
+    bytes.truncate(starts[starts.len() - 1]);
+    fs::write(&path, &bytes).expect("damage");
+    assert_recovered_inside(dir.path(), &bases, victim);
+}
+
+#[test]
+fn a_clean_open_stores_the_recovery_point_at_the_log_end() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = PartitionLog::open(dir.path(), small_segments(), 0).expect("open");
+    append_default(&log, 30);
+    log.close().expect("close");
+    drop(log);
+    assert!(recovery::load(dir.path()) < 30);
+    let log = PartitionLog::open(dir.path(), small_segments(), 0).expect("reopen");
+    assert_eq!(log.log_end_offset(), 30);
+    assert_eq!(
+        recovery::load(dir.path()),
+        30,
+        "compaction may clean below it at once"
     );
 }
 

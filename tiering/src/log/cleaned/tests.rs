@@ -3,7 +3,8 @@ use crate::batch::tests::{TestBatch, build_batch};
 use crate::batch::{self, BatchHeader};
 use crate::log::tests::{options, small_segments};
 
-/// A log of 30 one-record batches over several small segments.
+/// A log of 30 one-record batches over several small segments, the sealed ones made durable (as
+/// compaction requires of what it cleans).
 fn log_with_segments(dir: &Path) -> PartitionLog {
     let log = PartitionLog::open(dir, small_segments(), 0).expect("open");
     for i in 0..30 {
@@ -14,6 +15,7 @@ fn log_with_segments(dir: &Path) -> PartitionLog {
         });
         log.append(&b, options(0)).expect("append");
     }
+    log.flush_sealed().expect("flush");
     log
 }
 
