@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::dispatch::{Begun, PendingResponse, ProtocolError, begin};
 use super::metrics::RequestMetrics;
+use super::response::Response;
 use crate::broker::Broker;
 
 /// Bytes read from the socket at a time while a frame arrives; the buffer grows with what arrives,
@@ -203,7 +204,7 @@ impl Connection {
     async fn write_due(
         &mut self,
         writer: &mut (impl AsyncWrite + Unpin),
-        response: Result<Option<Bytes>, ProtocolError>,
+        response: Result<Option<Response>, ProtocolError>,
     ) -> Result<(), ProtocolError> {
         match response {
             Ok(response) => write_response(writer, response).await,
@@ -215,19 +216,17 @@ impl Connection {
     }
 }
 
-/// Writes one response, its size and body in one vectored write (a fetch response of many MiB
-/// is not copied again behind its size); nothing for a request that takes no response.
+/// Writes one response, its size and body pieces in vectored writes (a fetch response's records
+/// are not copied behind its size); nothing for a request that takes no response.
 async fn write_response(
     writer: &mut (impl AsyncWrite + Unpin),
-    response: Option<Bytes>,
+    response: Option<Response>,
 ) -> Result<(), ProtocolError> {
     let Some(response) = response else {
         return Ok(());
     };
-    let size = Bytes::copy_from_slice(&(response.len() as u32).to_be_bytes());
-    let mut out = size.chain(response);
     writer
-        .write_all_buf(&mut out)
+        .write_all_buf(&mut response.into_frame())
         .await
         .map_err(ProtocolError::Io)
 }

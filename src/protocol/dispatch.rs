@@ -4,9 +4,11 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::future::BoxFuture;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::buf::SharedBytesMut;
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use super::handlers;
+use super::response::Response;
 use super::versions;
 use crate::broker::Broker;
 
@@ -64,12 +66,12 @@ pub enum ProtocolError {
 }
 
 /// A response still to come: a Produce's acknowledgement, encoded when it arrives.
-pub type PendingResponse = BoxFuture<'static, Result<Option<Bytes>, ProtocolError>>;
+pub type PendingResponse = BoxFuture<'static, Result<Option<Response>, ProtocolError>>;
 
 /// How far [`begin`] took a request.
 pub enum Begun {
     /// Handled: the response body, or `None` when none is expected.
-    Answered(Option<Bytes>),
+    Answered(Option<Response>),
     /// A Produce whose batches are appended; its response waits for the acknowledgement.
     Acknowledging(PendingResponse),
 }
@@ -122,7 +124,7 @@ pub async fn begin(
         let mut out = BytesMut::with_capacity(4 + body.len());
         out.put_i32(header.correlation_id);
         out.extend_from_slice(&body);
-        return Ok(Begun::Answered(Some(out.freeze())));
+        return Ok(Begun::Answered(Some(out.freeze().into())));
     }
     let request = RequestKind::decode(api, &mut frame, version).map_err(malformed)?;
     if let RequestKind::Produce(request) = request {
@@ -141,28 +143,43 @@ pub async fn begin(
     encode(api, version, header.correlation_id, &response).map(|r| Begun::Answered(Some(r)))
 }
 
+/// A Fetch response's records of at least this many bytes are written from their own buffer;
+/// smaller ones are copied into the response (a copy is cheaper than one more piece to write).
+const SHARED_RECORDS_MIN_BYTES: usize = 4096;
+
 fn encode(
     api: ApiKey,
     version: i16,
     correlation_id: i32,
     response: &ResponseKind,
-) -> Result<Bytes, ProtocolError> {
+) -> Result<Response, ProtocolError> {
     let failed = |e: anyhow::Error| ProtocolError::Encode {
         api,
         version,
         reason: format!("{e:#}"),
     };
-    let mut buf = BytesMut::new();
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let header_version = api.response_header_version(version);
     if let ResponseKind::Fetch(fetch) = response {
-        // Record batches make fetch responses large: one allocation, not a copy per doubling.
-        buf.reserve(fetch.compute_size(version).map_err(failed)? + 16);
+        // Record batches stay in their buffers (the log's reads, the chunk cache's entries).
+        let shared: usize = fetch
+            .responses
+            .iter()
+            .flat_map(|topic| &topic.partitions)
+            .filter_map(|partition| partition.records.as_ref().map(Bytes::len))
+            .filter(|len| *len >= SHARED_RECORDS_MIN_BYTES)
+            .sum();
+        let mut buf = SharedBytesMut::new(SHARED_RECORDS_MIN_BYTES);
+        // What is copied, in one allocation.
+        buf.reserve(fetch.compute_size(version).map_err(failed)? - shared + 16);
+        header.encode(&mut buf, header_version).map_err(failed)?;
+        fetch.encode(&mut buf, version).map_err(failed)?;
+        return Ok(buf.into_pieces().into());
     }
-    ResponseHeader::default()
-        .with_correlation_id(correlation_id)
-        .encode(&mut buf, api.response_header_version(version))
-        .map_err(failed)?;
+    let mut buf = BytesMut::new();
+    header.encode(&mut buf, header_version).map_err(failed)?;
     response.encode(&mut buf, version).map_err(failed)?;
-    Ok(buf.freeze())
+    Ok(buf.freeze().into())
 }
 
 #[cfg(test)]
@@ -189,10 +206,11 @@ mod tests {
         frame: Bytes,
         client_host: &str,
     ) -> Result<Option<Bytes>, ProtocolError> {
-        match begin(broker, frame, client_host).await? {
-            Begun::Answered(response) => Ok(response),
-            Begun::Acknowledging(pending) => pending.await,
-        }
+        let response = match begin(broker, frame, client_host).await? {
+            Begun::Answered(response) => response,
+            Begun::Acknowledging(pending) => pending.await?,
+        };
+        Ok(response.map(|r| r.to_bytes()))
     }
 
     fn frame(api: i16, version: i16, body: &[u8]) -> Bytes {
@@ -244,6 +262,58 @@ mod tests {
             rt.block_on(dispatch(&broker, Bytes::from_static(&[0, 1]), "")),
             Err(ProtocolError::ShortFrame(2))
         ));
+    }
+
+    /// A Fetch response's large records go out as their own pieces, not copied, and the pieces
+    /// make the same bytes as the crate's plain encoding, at every offered version.
+    #[test]
+    fn fetch_responses_share_large_records_and_encode_the_same() {
+        use kafka_protocol::messages::TopicName;
+        use kafka_protocol::messages::fetch_response::{
+            FetchResponse, FetchableTopicResponse, PartitionData,
+        };
+        let large = Bytes::from(vec![7u8; SHARED_RECORDS_MIN_BYTES * 3]);
+        let small = Bytes::from(vec![9u8; 100]);
+        let partitions = [Some(large.clone()), Some(small), None, Some(large.clone())]
+            .into_iter()
+            .enumerate()
+            .map(|(i, records)| {
+                PartitionData::default()
+                    .with_partition_index(i as i32)
+                    .with_records(records)
+            })
+            .collect();
+        let response = ResponseKind::Fetch(FetchResponse::default().with_responses(vec![
+                FetchableTopicResponse::default()
+                    .with_topic(TopicName::from(
+                        kafka_protocol::protocol::StrBytes::from_static_str("t"),
+                    ))
+                    .with_partitions(partitions),
+            ]));
+        let (_, min, max) = versions::SUPPORTED
+            .iter()
+            .copied()
+            .find(|(api, _, _)| *api == ApiKey::Fetch)
+            .expect("fetch is offered");
+        for version in min..=max {
+            let encoded = encode(ApiKey::Fetch, version, 42, &response).expect("encode");
+            let mut plain = BytesMut::new();
+            ResponseHeader::default()
+                .with_correlation_id(42)
+                .encode(&mut plain, ApiKey::Fetch.response_header_version(version))
+                .expect("header");
+            response.encode(&mut plain, version).expect("body");
+            assert_eq!(encoded.to_bytes(), plain.freeze(), "version {version}");
+            let shared = encoded
+                .pieces()
+                .iter()
+                .filter(|p| p.as_ptr() == large.as_ptr())
+                .count();
+            assert_eq!(
+                shared, 2,
+                "version {version}: the large records are not copied"
+            );
+        }
     }
 
     proptest! {

@@ -9,5 +9,6 @@ pub mod errors;
 pub mod handlers;
 pub mod metrics;
 pub mod records;
+pub mod response;
 pub mod server;
 pub mod versions;

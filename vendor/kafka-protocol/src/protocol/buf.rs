@@ -208,6 +208,94 @@ pub trait ByteBufMut: BufMut {
     fn fill_typed_gap<T: GapType>(&mut self, gap: TypedGap<T>, value: T::Value) {
         gap.type_.put(self.gap_buf(gap.gap), value);
     }
+
+    /// Put `bytes`, a buffer the caller shares: the default copies it; [`SharedBytesMut`] keeps a
+    /// reference to it instead (local patch, see the workspace's `vendor/PATCHES.md`).
+    fn put_shared(&mut self, bytes: &Bytes) {
+        self.put_slice(bytes);
+    }
+}
+
+/// A buffer that encodes into a run of pieces: what the encoder writes is copied into the current
+/// piece, while a shared buffer of at least `min_shared` bytes (a fetch response's record batches)
+/// becomes a piece of its own, not copied (local patch). Gaps and seeks must stay within the
+/// bytes written since the last shared piece; message encoders use none.
+#[derive(Debug, Default)]
+pub struct SharedBytesMut {
+    pieces: Vec<Bytes>,
+    done: usize,
+    head: BytesMut,
+    min_shared: usize,
+}
+
+impl SharedBytesMut {
+    /// An empty buffer that shares buffers of `min_shared` bytes or more.
+    pub fn new(min_shared: usize) -> Self {
+        SharedBytesMut {
+            min_shared,
+            ..Self::default()
+        }
+    }
+
+    /// Reserves room for `additional` copied bytes in the current piece.
+    pub fn reserve(&mut self, additional: usize) {
+        self.head.reserve(additional);
+    }
+
+    /// The pieces, in order; empty ones left out.
+    pub fn into_pieces(mut self) -> Vec<Bytes> {
+        if !self.head.is_empty() {
+            self.pieces.push(self.head.freeze());
+        }
+        self.pieces
+    }
+}
+
+// SAFETY: every method forwards to the current piece, a `BytesMut`, whose own implementation
+// upholds the trait's contract.
+#[allow(unsafe_code)]
+unsafe impl BufMut for SharedBytesMut {
+    fn remaining_mut(&self) -> usize {
+        self.head.remaining_mut()
+    }
+
+    unsafe fn advance_mut(&mut self, cnt: usize) {
+        // SAFETY: the caller's promise (`cnt` bytes of `chunk_mut` initialised) is passed on to
+        // the piece that handed out that chunk.
+        unsafe { self.head.advance_mut(cnt) }
+    }
+
+    fn chunk_mut(&mut self) -> &mut bytes::buf::UninitSlice {
+        self.head.chunk_mut()
+    }
+
+    fn put_slice(&mut self, src: &[u8]) {
+        self.head.put_slice(src);
+    }
+}
+
+impl ByteBufMut for SharedBytesMut {
+    fn offset(&self) -> usize {
+        self.done + self.head.len()
+    }
+    fn seek(&mut self, offset: usize) {
+        self.head.resize(offset - self.done, 0);
+    }
+    fn range(&mut self, r: Range<usize>) -> &mut [u8] {
+        &mut self.head[r.start - self.done..r.end - self.done]
+    }
+    fn put_shared(&mut self, bytes: &Bytes) {
+        if bytes.len() < self.min_shared {
+            self.head.put_slice(bytes);
+            return;
+        }
+        if !self.head.is_empty() {
+            self.done += self.head.len();
+            self.pieces.push(self.head.split().freeze());
+        }
+        self.done += bytes.len();
+        self.pieces.push(bytes.clone());
+    }
 }
 
 impl ByteBufMut for BytesMut {
@@ -243,5 +331,8 @@ impl<T: ByteBufMut> ByteBufMut for &mut T {
     }
     fn range(&mut self, r: Range<usize>) -> &mut [u8] {
         (**self).range(r)
+    }
+    fn put_shared(&mut self, bytes: &Bytes) {
+        (**self).put_shared(bytes)
     }
 }
