@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{Broker, run_cluster_sync, run_compaction, run_housekeeping};
+use crate::broker::{Broker, holds_logs, run_cluster_sync, run_compaction, run_housekeeping};
 use crate::cluster::controller::{Liveness, run_controller};
 use crate::error::BrokerError;
 use crate::group::run_group_timers;
@@ -104,6 +104,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartupError> {
         rack: settings.broker_rack.clone(),
         replication: format!("{}:{replication_port}", settings.advertised_host),
         incarnation,
+        started_empty: !holds_logs(&dir),
     };
     let (store, registration, liveness): (Arc<dyn MetadataStore>, _, _) =
         if settings.etcd.is_empty() {

@@ -31,6 +31,7 @@ pub(crate) async fn open_broker(dir: &Path) -> Arc<Broker> {
         rack: None,
         replication: String::new(),
         incarnation: 0,
+        started_empty: false,
     };
     register_embedded(&store, &record).await.expect("register");
     let broker = Broker::open(settings, Arc::new(store), 0)

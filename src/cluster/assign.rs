@@ -14,6 +14,8 @@ pub struct Candidate {
     pub rack: Option<String>,
     /// Its registration's incarnation.
     pub incarnation: u64,
+    /// Its registration's `started_empty`.
+    pub started_empty: bool,
 }
 
 /// Brokers interleaved by rack: the first broker of each rack, then the second of each, and so
@@ -71,6 +73,7 @@ mod tests {
                 id: *id,
                 rack: rack.map(str::to_string),
                 incarnation: 0,
+                started_empty: false,
             })
             .collect()
     }

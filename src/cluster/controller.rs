@@ -180,6 +180,7 @@ async fn reconcile(
             id: b.broker_id,
             rack: b.rack,
             incarnation: b.incarnation,
+            started_empty: b.started_empty,
         })
         .collect();
     let requests = store.list(keys::ELECTIONS_PREFIX).await?;
@@ -246,6 +247,7 @@ mod tests {
             rack: None,
             replication: String::new(),
             incarnation: 0,
+            started_empty: false,
         };
         register_embedded(&*store, &record)
             .await

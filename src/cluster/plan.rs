@@ -8,7 +8,9 @@
 //! not lead until they have caught up again. When none is, nobody is removed (the ISR keeps the
 //! replicas that may hold the acknowledged data) and the partition waits until every member is
 //! back: then all of them restarted (a whole-cluster restart) and the first in replica order
-//! leads. The first one back is not elected at once, as it may be the one that came back empty.
+//! leads, passing over members whose data directory held no logs when they started (a new or
+//! wiped disk) while another member came back with its logs. The first one back is not elected
+//! at once, as it may be the one that came back empty.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -45,8 +47,17 @@ pub struct Stored {
 /// A partition, by topic id and index.
 pub type PartitionKey = (Uuid, i32);
 
-/// The live brokers, by id, with the incarnation each runs as.
-type Alive = BTreeMap<i32, u64>;
+/// What the plan needs of a live broker.
+#[derive(Debug, Clone, Copy)]
+struct Live {
+    /// The incarnation it runs as.
+    incarnation: u64,
+    /// Its data directory held no logs when it started.
+    started_empty: bool,
+}
+
+/// The live brokers, by id.
+type Alive = BTreeMap<i32, Live>;
 
 /// One write the controller makes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +97,16 @@ pub fn plan(
     live: &[Candidate],
     preferred: &BTreeSet<PartitionKey>,
 ) -> Vec<Change> {
-    let alive: Alive = live.iter().map(|b| (b.id, b.incarnation)).collect();
+    let alive: Alive = live
+        .iter()
+        .map(|b| {
+            let live = Live {
+                incarnation: b.incarnation,
+                started_empty: b.started_empty,
+            };
+            (b.id, live)
+        })
+        .collect();
     let mut changes = Vec::new();
     let mut known = BTreeSet::new();
     for topic in topics {
@@ -159,7 +179,7 @@ fn new_partition(
         removing_replicas: Vec::new(),
     };
     for r in live_replicas {
-        state.stamp(r, alive[&r]);
+        state.stamp(r, alive[&r].incarnation);
     }
     Some(state)
 }
@@ -168,7 +188,7 @@ fn new_partition(
 fn restarted(state: &PartitionState, alive: &Alive, replica: i32) -> bool {
     alive
         .get(&replica)
-        .is_some_and(|incarnation| !state.is_current(replica, *incarnation))
+        .is_some_and(|live| !state.is_current(replica, live.incarnation))
 }
 
 /// Whether an ISR member is live and runs as the incarnation the ISR recorded.
@@ -198,8 +218,8 @@ fn drop_restarted(next: &mut PartitionState, alive: &Alive) {
 fn elect(next: &mut PartitionState, alive: &Alive, leader: i32) {
     next.leader = leader;
     next.leader_epoch += 1;
-    if let Some(incarnation) = alive.get(&leader) {
-        next.stamp(leader, *incarnation);
+    if let Some(live) = alive.get(&leader) {
+        next.stamp(leader, live.incarnation);
     }
 }
 
@@ -254,12 +274,25 @@ fn next_state(
         return next;
     }
     // Restarted members are still in the ISR only when no member that stayed up is live: they
-    // may lead once every member is back. In replica order, so the preferred replica wins when
-    // it is eligible.
+    // may lead once every member is back, one that came back with its logs before one that came
+    // back empty. In replica order, so the preferred replica wins when it is eligible.
     let all_back = next.isr.iter().all(|r| alive.contains_key(r));
-    let in_sync = next.replicas.iter().copied().find(|r| {
-        next.isr.contains(r) && alive.contains_key(r) && (all_back || !restarted(&next, alive, *r))
-    });
+    let eligible: Vec<i32> = next
+        .replicas
+        .iter()
+        .copied()
+        .filter(|r| {
+            next.isr.contains(r)
+                && alive.contains_key(r)
+                && (all_back || !restarted(&next, alive, *r))
+        })
+        .collect();
+    let came_back_empty = |r: i32| restarted(&next, alive, r) && alive[&r].started_empty;
+    let in_sync = eligible
+        .iter()
+        .copied()
+        .find(|r| !came_back_empty(*r))
+        .or_else(|| eligible.first().copied());
     match in_sync {
         Some(leader) => {
             elect(&mut next, alive, leader);

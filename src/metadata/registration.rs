@@ -4,7 +4,8 @@
 //!
 //! The record carries the broker's listeners, rack and incarnation: a number drawn at each
 //! process start, with which the controller tells a restarted broker (whose log may have lost
-//! what it acknowledged) from one that stayed up, even when it never saw the broker go.
+//! what it acknowledged) from one that stayed up, even when it never saw the broker go; and
+//! whether the broker started with no logs on disk at all.
 //!
 //! If etcd is unreachable for longer than the lease, the key expires; the broker keeps serving
 //! and registers again once etcd answers (unless another broker took its id meanwhile, which is
@@ -39,6 +40,11 @@ pub struct BrokerRecord {
     /// node has nobody to be told apart from.
     #[serde(default)]
     pub incarnation: u64,
+    /// The broker's data directory held no partition logs when this process started (a new or
+    /// wiped disk). After a whole-cluster restart the controller elects, among in-sync replicas
+    /// that all restarted, one that came back with its logs before one that came back empty.
+    #[serde(default)]
+    pub started_empty: bool,
 }
 
 /// A new incarnation: random, never 0.

@@ -1,6 +1,7 @@
 """Three brokers on one real etcd (started by scripts/test.sh), replicating with RF=3: leader
 failover after kill -9 and SIGSTOP loses no acknowledged message, a follower back with an empty
-disk is never elected over one that stayed up, min.insync.replicas refuses
+disk is never elected over one that stayed up (nor, after a whole-cluster restart, over one that
+kept its log), min.insync.replicas refuses
 acks=all writes when too few replicas are left, the cluster recovers from an etcd outage by
 itself, a killed controller is replaced, a consumer group survives the death of its
 coordinator, and replicas move (AlterPartitionReassignments) and leadership returns to the
@@ -247,6 +248,40 @@ def test_a_follower_back_empty_is_never_elected_over_one_that_stayed_up(
                "the emptied follower to catch up and rejoin the ISR")
     got = h.consume_partitions(c.bootstrap(emptied), topic, [0], timeout=60)[0]
     assert [m.value for m in got] == [v for _, v in written]
+
+
+@pytest.mark.timeout(240)
+def test_a_whole_cluster_restart_elects_a_replica_back_with_its_log_over_an_emptied_one(
+        broker_factory, etcd, tmp_path, topic_name):  # noqa: F811
+    """Every broker is killed at once, so nobody takes anyone out of the ISR, and the first
+    replica comes back with a wiped data directory. All members restarted: the controller waits
+    for every one of them, then must elect one that kept its log, not the first in replica order
+    (whose empty log the others would truncate to)."""
+    import shutil
+
+    c = Cluster(broker_factory, etcd, tmp_path)
+    emptied, kept, other = 1, 2, 3
+    topic = topic_name()
+    admin = h.admin_client(c.bootstrap())
+    admin.create_topics([NewTopic(topic, num_partitions=1, replica_assignment=[[emptied, kept, other]],
+                                  config={"min.insync.replicas": "2"})])[topic].result(30)
+    c.wait_isr(topic, 3)
+    assert c.leader(topic) == emptied
+    written = [(b"k", f"{i}".encode()) for i in range(200)]
+    assert not h.produce_all(h.producer(c.bootstrap(), acks="all", **{"enable.idempotence": False}),
+                             topic, written, partition=0).failed
+    for b in c.brokers.values():
+        b.kill9()
+    shutil.rmtree(c.brokers[emptied].data_dir)
+    for i in (emptied, kept, other):
+        c.brokers[i].start()
+    new_leader = c.leader(topic, timeout=60)
+    assert new_leader == kept, "the first replica that came back with its log leads"
+    wait_until(lambda: c.partition(topic, via=kept)[2] == [1, 2, 3], 60,
+               "the restarted replicas to catch up and rejoin the ISR")
+    for via in (kept, emptied):
+        got = h.consume_partitions(c.bootstrap(via), topic, [0], timeout=60)[0]
+        assert [m.value for m in got] == [v for _, v in written], f"broker {via}"
 
 
 @pytest.mark.timeout(240)

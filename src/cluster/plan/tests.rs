@@ -6,6 +6,7 @@ fn live(ids: &[i32]) -> Vec<Candidate> {
             id: *id,
             rack: None,
             incarnation: 0,
+            started_empty: false,
         })
         .collect()
 }
@@ -18,6 +19,7 @@ fn live_as(brokers: &[(i32, u64)]) -> Vec<Candidate> {
             id: *id,
             rack: None,
             incarnation: *incarnation,
+            started_empty: false,
         })
         .collect()
 }
@@ -216,6 +218,46 @@ fn restarted_brokers_do_not_lead_before_catching_up() {
     for (name, before, alive, expected) in table {
         assert_eq!(update_as(&t, before, &live_as(alive)), expected, "{name}");
     }
+}
+
+#[test]
+fn after_a_whole_cluster_restart_a_replica_back_with_its_logs_leads_before_an_empty_one() {
+    let t = topic(1, 3);
+    let r = [1, 2, 3];
+    let all = [(1, 11), (2, 21), (3, 31)];
+    let back = |empty: &[i32]| {
+        let mut live = live_as(&[(1, 12), (2, 22), (3, 32)]);
+        for c in &mut live {
+            c.started_empty = empty.contains(&c.id);
+        }
+        live
+    };
+    let leader_after = |s: PartitionState, empty: &[i32]| {
+        update_as(&t, s, &back(empty)).map(|next| (next.leader, next.leader_epoch))
+    };
+    let down = stamped(state(&r, NO_LEADER, 5, &r), &all);
+    assert_eq!(
+        leader_after(down.clone(), &[1]),
+        Some((2, 6)),
+        "the emptied first replica is passed over"
+    );
+    assert_eq!(leader_after(down.clone(), &[1, 2]), Some((3, 6)));
+    assert_eq!(
+        leader_after(down.clone(), &[1, 2, 3]),
+        Some((1, 6)),
+        "all came back empty: the first in replica order, as before"
+    );
+    assert_eq!(leader_after(down, &[]), Some((1, 6)));
+    // A member that caught up since it started empty (in sync as its new incarnation) is no
+    // longer passed over.
+    let caught_up = stamped(state(&r, 3, 6, &[1, 3]), &[(1, 12), (3, 31)]);
+    let mut live = back(&[1]);
+    live.retain(|c| c.id != 3);
+    assert_eq!(
+        update_as(&t, caught_up, &live).map(|next| next.leader),
+        Some(1),
+        "the leader died: the member in sync as its current incarnation leads"
+    );
 }
 
 #[test]
