@@ -56,8 +56,8 @@ impl PassPlan {
 }
 
 /// Decides whether a pass runs. `segments` are sealed, oldest first; `first_uncleanable` bounds
-/// what may be cleaned (the active segment, the high watermark, and for the local copy of a
-/// tiered log, the remote end). Segments younger than `min.compaction.lag.ms` end the cleanable
+/// what may be cleaned (the active segment, the high watermark, the recovery point, and for the
+/// local copy of a tiered log, the remote end). Segments younger than `min.compaction.lag.ms` end the cleanable
 /// log. `remote_cleaned_offset` is how far the remote tier is clean, for the local copy of a
 /// tiered log (`i64::MIN` otherwise): a tombstone that waited for it may now go.
 pub fn plan_pass(

@@ -214,8 +214,9 @@ impl PartitionLog {
             drop_behind: DropBehind::default(),
         };
         if clean {
-            // `close` fsynced everything. The point is stored at once: compaction cleans only below
-            // it, and recovery must never scan (and judge) a segment compaction has shortened.
+            // `close` fsynced everything and stored the point at the end; stored here when it did
+            // not (an older binary's close): compaction cleans only below the point, and recovery
+            // must never scan (and judge) a segment compaction has shortened.
             let end = state.next_offset();
             if stored_recovery_point != end {
                 recovery::store(dir, end)?;
@@ -577,6 +578,7 @@ impl PartitionLog {
 
     /// Flushes and closes the log cleanly: the next open trusts its indexes and producer state.
     pub fn close(&self) -> Result<()> {
+        let _checkpoint = self.checkpoint_lock();
         let mut state = self.lock();
         let next = state.next_offset();
         sync_pending(&state, &self.dir)?;
@@ -584,6 +586,9 @@ impl PartitionLog {
         state.active().durable_files().sync()?;
         state.pending_snapshot = None;
         state.producers.write_snapshot(&self.dir, next)?;
+        // Everything is durable: the next open finds the point at the end (see `open_at`).
+        recovery::store(&self.dir, next)?;
+        state.recovery_point = next;
         let marker = self.dir.join(CLEAN_SHUTDOWN);
         fs::write(&marker, b"").map_err(|e| LogError::io(&marker, e))
     }
@@ -631,9 +636,10 @@ fn sync_pending(state: &LogState, dir: &Path) -> Result<()> {
 }
 
 /// Opens the segments at `bases` (sorted). After an unclean shutdown every segment not wholly below
-/// the recovery point is scanned and cut at its first torn batch. When one before the last was cut,
-/// or lost whole batches at its end (it then ends below the next segment's base, with nothing torn
-/// to show), the later segments are deleted, since their offsets no longer follow on. Only
+/// the recovery point is scanned and cut at its first torn batch. When one before the last was cut
+/// (scanned, or cut while its indexes were rebuilt), or was scanned and lost whole batches at its
+/// end (it then ends below the next segment's base, with nothing torn to show), the later segments
+/// are deleted, since their offsets no longer follow on. Only
 /// compaction leaves a segment ending below the next base legitimately, and it cleans durable
 /// segments only (below the recovery point, never scanned); segments it has cleaned, below
 /// `cleaned_offset`, are spared the check all the same, for a recovery-point file that was lost.
@@ -659,12 +665,12 @@ fn open_segments(
         let ends_short =
             next_base.is_some_and(|next| next > cleaned_offset && segment.next_offset() < next);
         segments.insert(base, segment);
-        if recover && next_base.is_some() && (cut || ends_short) {
+        if next_base.is_some() && (cut || (recover && ends_short)) {
             for &later in &bases[i + 1..] {
                 tracing::warn!(
                     log = %dir.display(),
                     base_offset = later,
-                    "deleting a segment whose offsets no longer follow on from the torn one before it"
+                    "deleting a segment whose offsets no longer follow on from the damaged one before it"
                 );
                 segment::delete_files(&dir.join(segment::file_stem(later)))?;
             }

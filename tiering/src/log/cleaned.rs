@@ -6,7 +6,8 @@
 //! 1. Cleaned segments are written into `<partition>/cleaning/` under the name of the first segment
 //!    each replaces, sealed (data fsynced, indexes written).
 //! 2. Under the log's lock the replaced segments are checked to be unchanged (same base, same size,
-//!    not the active segment); otherwise the swap is abandoned and `cleaning/` emptied.
+//!    not the active segment) and durable (below the recovery point, see `log/recovery.rs`);
+//!    otherwise the swap is abandoned and `cleaning/` emptied.
 //! 3. `cleaning/swap.json` lists the replacements, written to a temporary name, fsynced and renamed:
 //!    this is the commit point.
 //! 4. Each cleaned file is renamed over the first replaced segment's file, the other replaced
@@ -172,10 +173,17 @@ impl PartitionLog {
         let cleaning = self.dir.join(CLEANING_DIR);
         let mut state = self.lock();
         let active = state.active().base_offset();
+        // Only durable segments (below the recovery point) may be replaced: recovery takes a
+        // segment above it that ends short of the next one for one that lost batches.
+        let durable = state.recovery_point;
         let unchanged = replacements.iter().all(|r| {
             !r.replaced.is_empty()
                 && r.replaced.iter().all(|(base, size)| {
-                    *base != active && state.segments.get(base).is_some_and(|s| s.size() == *size)
+                    *base != active
+                        && state
+                            .segments
+                            .get(base)
+                            .is_some_and(|s| s.size() == *size && s.next_offset() <= durable)
                 })
         });
         if !unchanged {
@@ -201,13 +209,41 @@ impl PartitionLog {
         }
         drop(state);
         remove_dir_if_present(&cleaning)?;
-        let path = self.dir.join(CHECKPOINT);
-        let tmp = self.dir.join(format!("{CHECKPOINT}.tmp"));
-        let body = serde_json::to_vec(&checkpoint).map_err(|e| LogError::io(&tmp, e.into()))?;
-        fs::write(&tmp, body).map_err(|e| LogError::io(&tmp, e))?;
-        fs::rename(&tmp, &path).map_err(|e| LogError::io(&path, e))?;
+        write_checkpoint(&self.dir, &checkpoint, false)?;
         Ok(true)
     }
+}
+
+/// Lowers the stored cleaner checkpoint to `offset` (durably) when it is above: the log is about
+/// to be rewritten from there (a truncation, a restart at a new offset), and what comes there is
+/// not clean.
+pub(super) fn lower_checkpoint(dir: &Path, offset: i64) -> Result<()> {
+    let checkpoint = read_checkpoint(dir)?;
+    if checkpoint.cleaned_offset <= offset {
+        return Ok(());
+    }
+    let lowered = CleanCheckpoint {
+        cleaned_offset: offset.max(0),
+        ..checkpoint
+    };
+    write_checkpoint(dir, &lowered, true)
+}
+
+/// Stores `checkpoint` (temporary file and rename; fsynced when `durable`).
+fn write_checkpoint(dir: &Path, checkpoint: &CleanCheckpoint, durable: bool) -> Result<()> {
+    let path = dir.join(CHECKPOINT);
+    let tmp = dir.join(format!("{CHECKPOINT}.tmp"));
+    let body = serde_json::to_vec(checkpoint).map_err(|e| LogError::io(&tmp, e.into()))?;
+    if durable {
+        write_synced(&tmp, &body)?;
+    } else {
+        fs::write(&tmp, body).map_err(|e| LogError::io(&tmp, e))?;
+    }
+    fs::rename(&tmp, &path).map_err(|e| LogError::io(&path, e))?;
+    if durable {
+        sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 /// Finishes a swap a crash interrupted, or discards an uncommitted one; called before the log's

@@ -13,9 +13,10 @@
 //! machine crash, a segment wholly below the stored recovery point is trusted as it is; every later
 //! segment is scanned and cut at its first torn batch, and when a segment other than the last is
 //! cut or ends below the next segment's base (whole batches lost), the segments after it are
-//! deleted (their offsets would no longer follow on). A clean open stores the point at the log end
-//! at once, and compaction cleans only below the point, so recovery never scans a segment
-//! compaction shortened. The stored
+//! deleted (their offsets would no longer follow on). `close` stores the point at the log end, and
+//! compaction cleans only below the point (`swap_cleaned` refuses anything else), so recovery does
+//! not scan a segment compaction shortened; should the point's file be lost, segments below the
+//! cleaner checkpoint are spared that check, and lowering the point lowers that checkpoint too. The stored
 //! point may only lag the truth: it is written (temporary file, fsync, rename, directory fsync)
 //! after the fsyncs it stands for, and lowered, before any file changes, by truncation and by a
 //! restart of the log at a new offset. Both hold the log's checkpoint lock (taken before the state
@@ -84,10 +85,12 @@ pub(super) fn sync_files(dir: &Path, files: &[DurableFiles]) -> Result<()> {
     sync_dir(dir)
 }
 
-/// Lowers the recovery point to `offset` (stored before the caller changes any file) and drops a
+/// Lowers the recovery point to `offset` (stored before the caller changes any file), and the
+/// cleaner checkpoint with it (offsets from there on are rewritten, not clean), and drops a
 /// producer snapshot not yet written. The caller holds the checkpoint lock.
 pub(super) fn lower(dir: &Path, state: &mut LogState, offset: i64) -> Result<()> {
     state.pending_snapshot = None;
+    super::cleaned::lower_checkpoint(dir, offset)?;
     if offset < state.recovery_point {
         store(dir, offset)?;
         state.recovery_point = offset;

@@ -6,6 +6,13 @@ use crate::log::tests::{options, small_segments};
 /// A log of 30 one-record batches over several small segments, the sealed ones made durable (as
 /// compaction requires of what it cleans).
 fn log_with_segments(dir: &Path) -> PartitionLog {
+    let log = unflushed_log_with_segments(dir);
+    log.flush_sealed().expect("flush");
+    log
+}
+
+/// [`log_with_segments`] before the flush scheduler reached it.
+fn unflushed_log_with_segments(dir: &Path) -> PartitionLog {
     let log = PartitionLog::open(dir, small_segments(), 0).expect("open");
     for i in 0..30 {
         let b = build_batch(TestBatch {
@@ -15,7 +22,6 @@ fn log_with_segments(dir: &Path) -> PartitionLog {
         });
         log.append(&b, options(0)).expect("append");
     }
-    log.flush_sealed().expect("flush");
     log
 }
 
@@ -168,4 +174,88 @@ fn a_committed_swap_is_finished_on_open_and_an_uncommitted_one_discarded() {
         .collect();
     assert_eq!(bases(&log), expected);
     assert!(!dir.path().join(CLEANING_DIR).exists());
+}
+
+#[test]
+fn only_durable_segments_are_swapped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = unflushed_log_with_segments(dir.path());
+    let before = bases(&log);
+    let (replacements, _) = clean_first_two(&log);
+    assert!(
+        !log.swap_cleaned(&replacements, checkpoint(10), 0)
+            .expect("swap"),
+        "not fsynced yet: a crash could still shorten them"
+    );
+    assert_eq!(bases(&log), before);
+    log.flush_sealed().expect("flush");
+    let (replacements, _) = clean_first_two(&log);
+    assert!(
+        log.swap_cleaned(&replacements, checkpoint(10), 0)
+            .expect("swap")
+    );
+}
+
+/// A cleaned segment ends below the next segment's base. Recovery does not scan it (it is below
+/// the recovery point); with the recovery point's file lost it does, and the cleaner checkpoint
+/// spares it the check for lost batches.
+#[test]
+fn a_compacted_segment_survives_a_crash_that_lost_the_recovery_point() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = log_with_segments(dir.path());
+    let before = bases(&log);
+    let (replacements, kept) = clean_first_two(&log);
+    let second_end = log.compaction_view().expect("view").sealed[1].next_offset;
+    assert!(
+        kept.last().expect("kept") + 1 < second_end,
+        "the cleaned segment ends short"
+    );
+    assert!(
+        log.swap_cleaned(&replacements, checkpoint(second_end), 0)
+            .expect("swap")
+    );
+    drop(log);
+    fs::remove_file(dir.path().join("recovery-point")).expect("lose the recovery point");
+    let log = PartitionLog::open(dir.path(), small_segments(), 0).expect("recover");
+    let expected: Vec<i64> = kept
+        .iter()
+        .copied()
+        .chain(before.iter().copied().filter(|b| *b >= second_end))
+        .collect();
+    assert_eq!(bases(&log), expected);
+}
+
+#[test]
+fn truncations_and_restarts_lower_the_cleaner_checkpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = log_with_segments(dir.path());
+    let (replacements, kept) = clean_first_two(&log);
+    let second_end = log.compaction_view().expect("view").sealed[1].next_offset;
+    assert!(
+        log.swap_cleaned(&replacements, checkpoint(second_end), 0)
+            .expect("swap")
+    );
+    let inside = kept[kept.len() / 2];
+    log.truncate_to(inside).expect("truncate");
+    let lowered = read_checkpoint(dir.path()).expect("checkpoint");
+    assert_eq!(
+        lowered.cleaned_offset, inside,
+        "what comes from there is new"
+    );
+    assert_eq!(lowered.tombstone_deadline_ms, Some(7), "the rest is kept");
+    log.reset_to(2, 0).expect("restart");
+    assert_eq!(
+        read_checkpoint(dir.path())
+            .expect("checkpoint")
+            .cleaned_offset,
+        2
+    );
+    log.reset_to(50, 0).expect("restart above");
+    assert_eq!(
+        read_checkpoint(dir.path())
+            .expect("checkpoint")
+            .cleaned_offset,
+        2,
+        "never raised"
+    );
 }
