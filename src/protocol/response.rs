@@ -5,10 +5,10 @@
 use std::collections::VecDeque;
 use std::io::IoSlice;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 
 /// A response body (header included, size prefix not), in order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Response {
     pieces: Vec<Bytes>,
 }
@@ -19,12 +19,13 @@ impl Response {
     }
 
     /// The body in one buffer (a copy when it is in several pieces).
+    #[cfg(test)]
     pub fn to_bytes(&self) -> Bytes {
         match self.pieces.as_slice() {
             [] => Bytes::new(),
             [one] => one.clone(),
             many => {
-                let mut out = BytesMut::with_capacity(self.len());
+                let mut out = bytes::BytesMut::with_capacity(self.len());
                 for piece in many {
                     out.extend_from_slice(piece);
                 }

@@ -220,7 +220,7 @@ pub trait ByteBufMut: BufMut {
 /// piece, while a shared buffer of at least `min_shared` bytes (a fetch response's record batches)
 /// becomes a piece of its own, not copied (local patch). Gaps and seeks must stay within the
 /// bytes written since the last shared piece; message encoders use none.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SharedBytesMut {
     pieces: Vec<Bytes>,
     done: usize,
@@ -232,8 +232,10 @@ impl SharedBytesMut {
     /// An empty buffer that shares buffers of `min_shared` bytes or more.
     pub fn new(min_shared: usize) -> Self {
         SharedBytesMut {
+            pieces: Vec::new(),
+            done: 0,
+            head: BytesMut::new(),
             min_shared,
-            ..Self::default()
         }
     }
 
@@ -253,7 +255,6 @@ impl SharedBytesMut {
 
 // SAFETY: every method forwards to the current piece, a `BytesMut`, whose own implementation
 // upholds the trait's contract.
-#[allow(unsafe_code)]
 unsafe impl BufMut for SharedBytesMut {
     fn remaining_mut(&self) -> usize {
         self.head.remaining_mut()
@@ -279,9 +280,11 @@ impl ByteBufMut for SharedBytesMut {
         self.done + self.head.len()
     }
     fn seek(&mut self, offset: usize) {
+        debug_assert!(offset >= self.done, "a seek back into a shared piece");
         self.head.resize(offset - self.done, 0);
     }
     fn range(&mut self, r: Range<usize>) -> &mut [u8] {
+        debug_assert!(r.start >= self.done, "a gap in a shared piece");
         &mut self.head[r.start - self.done..r.end - self.done]
     }
     fn put_shared(&mut self, bytes: &Bytes) {
