@@ -60,9 +60,22 @@ fn bases(log: &PartitionLog) -> Vec<i64> {
     out
 }
 
+/// One cleaned segment in `cleaning/`, for the first two sealed segments of a log.
+struct FirstTwo {
+    /// The swap that puts it in place.
+    replacements: Vec<Replacement>,
+    /// The batches it keeps (their base offsets).
+    kept: Vec<i64>,
+    /// Where the second replaced segment ends.
+    second_end: i64,
+    /// The log's batches once it is swapped in.
+    expected: Vec<i64>,
+}
+
 /// Writes, into `cleaning/`, one cleaned segment replacing the first two sealed segments that keeps
 /// only their even offsets.
-fn clean_first_two(log: &PartitionLog) -> (Vec<Replacement>, Vec<i64>) {
+fn clean_first_two(log: &PartitionLog) -> FirstTwo {
+    let before = bases(log);
     let view = log.compaction_view().expect("view");
     assert!(view.sealed.len() >= 3, "{} sealed", view.sealed.len());
     let dir = log.cleaning_dir().expect("cleaning dir");
@@ -86,27 +99,36 @@ fn clean_first_two(log: &PartitionLog) -> (Vec<Replacement>, Vec<i64>) {
             .map(|s| (s.base_offset, s.size))
             .collect(),
     };
-    (vec![replacement], kept)
+    let second_end = view.sealed[1].next_offset;
+    let expected = kept
+        .iter()
+        .copied()
+        .chain(before.into_iter().filter(|b| *b >= second_end))
+        .collect();
+    FirstTwo {
+        replacements: vec![replacement],
+        kept,
+        second_end,
+        expected,
+    }
 }
 
 #[test]
 fn a_swap_replaces_segments_and_survives_reopening() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = log_with_segments(dir.path());
-    let before = bases(&log);
     let segments = log.segment_count();
-    let (replacements, kept) = clean_first_two(&log);
-    let second_end = log.compaction_view().expect("view").sealed[1].next_offset;
+    let FirstTwo {
+        replacements,
+        second_end,
+        expected,
+        ..
+    } = clean_first_two(&log);
     assert!(
         log.swap_cleaned(&replacements, checkpoint(second_end), 0)
             .expect("swap")
     );
     assert_eq!(log.segment_count(), segments - 1);
-    let expected: Vec<i64> = kept
-        .iter()
-        .copied()
-        .chain(before.iter().copied().filter(|b| *b >= second_end))
-        .collect();
     assert_eq!(bases(&log), expected);
     assert_eq!(
         log.compaction_view().expect("view").checkpoint,
@@ -124,7 +146,7 @@ fn a_swap_is_abandoned_when_a_replaced_segment_changed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = log_with_segments(dir.path());
     let before = bases(&log);
-    let (mut replacements, _) = clean_first_two(&log);
+    let mut replacements = clean_first_two(&log).replacements;
     replacements[0].replaced[1].1 += 1;
     assert!(
         !log.swap_cleaned(&replacements, checkpoint(10), 0)
@@ -143,16 +165,18 @@ fn a_committed_swap_is_finished_on_open_and_an_uncommitted_one_discarded() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = log_with_segments(dir.path());
     let before = bases(&log);
-    let (replacements, kept) = clean_first_two(&log);
-    let second_end = log.compaction_view().expect("view").sealed[1].next_offset;
+    let FirstTwo {
+        replacements,
+        expected,
+        ..
+    } = clean_first_two(&log);
     drop(log);
     // Uncommitted: cleaned files but no marker. Opening keeps the originals.
     let log = PartitionLog::open(dir.path(), small_segments(), 0).expect("reopen");
     assert_eq!(bases(&log), before);
     assert!(!dir.path().join(CLEANING_DIR).exists());
     // Committed: the marker was written, then the process died before renaming anything.
-    let (replacements2, _) = clean_first_two(&log);
-    assert_eq!(replacements2, replacements);
+    assert_eq!(clean_first_two(&log).replacements, replacements);
     drop(log);
     let marker = dir.path().join(CLEANING_DIR).join(SWAP_MARKER);
     fs::write(&marker, serde_json::to_vec(&replacements).expect("json")).expect("marker");
@@ -167,11 +191,6 @@ fn a_committed_swap_is_finished_on_open_and_an_uncommitted_one_discarded() {
     )
     .expect("rename");
     let log = PartitionLog::open(dir.path(), small_segments(), 0).expect("reopen");
-    let expected: Vec<i64> = kept
-        .iter()
-        .copied()
-        .chain(before.iter().copied().filter(|b| *b >= second_end))
-        .collect();
     assert_eq!(bases(&log), expected);
     assert!(!dir.path().join(CLEANING_DIR).exists());
 }
@@ -181,7 +200,7 @@ fn only_durable_segments_are_swapped() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = unflushed_log_with_segments(dir.path());
     let before = bases(&log);
-    let (replacements, _) = clean_first_two(&log);
+    let replacements = clean_first_two(&log).replacements;
     assert!(
         !log.swap_cleaned(&replacements, checkpoint(10), 0)
             .expect("swap"),
@@ -189,7 +208,7 @@ fn only_durable_segments_are_swapped() {
     );
     assert_eq!(bases(&log), before);
     log.flush_sealed().expect("flush");
-    let (replacements, _) = clean_first_two(&log);
+    let replacements = clean_first_two(&log).replacements;
     assert!(
         log.swap_cleaned(&replacements, checkpoint(10), 0)
             .expect("swap")
@@ -203,9 +222,12 @@ fn only_durable_segments_are_swapped() {
 fn a_compacted_segment_survives_a_crash_that_lost_the_recovery_point() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = log_with_segments(dir.path());
-    let before = bases(&log);
-    let (replacements, kept) = clean_first_two(&log);
-    let second_end = log.compaction_view().expect("view").sealed[1].next_offset;
+    let FirstTwo {
+        replacements,
+        kept,
+        second_end,
+        expected,
+    } = clean_first_two(&log);
     assert!(
         kept.last().expect("kept") + 1 < second_end,
         "the cleaned segment ends short"
@@ -217,11 +239,6 @@ fn a_compacted_segment_survives_a_crash_that_lost_the_recovery_point() {
     drop(log);
     fs::remove_file(dir.path().join("recovery-point")).expect("lose the recovery point");
     let log = PartitionLog::open(dir.path(), small_segments(), 0).expect("recover");
-    let expected: Vec<i64> = kept
-        .iter()
-        .copied()
-        .chain(before.iter().copied().filter(|b| *b >= second_end))
-        .collect();
     assert_eq!(bases(&log), expected);
 }
 
@@ -229,8 +246,12 @@ fn a_compacted_segment_survives_a_crash_that_lost_the_recovery_point() {
 fn truncations_and_restarts_lower_the_cleaner_checkpoint() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = log_with_segments(dir.path());
-    let (replacements, kept) = clean_first_two(&log);
-    let second_end = log.compaction_view().expect("view").sealed[1].next_offset;
+    let FirstTwo {
+        replacements,
+        kept,
+        second_end,
+        ..
+    } = clean_first_two(&log);
     assert!(
         log.swap_cleaned(&replacements, checkpoint(second_end), 0)
             .expect("swap")
