@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{Broker, holds_logs, run_cluster_sync, run_compaction, run_housekeeping};
+use crate::broker::{Broker, run_cluster_sync, run_compaction, run_housekeeping, started_empty};
 use crate::cluster::controller::{Liveness, run_controller};
 use crate::error::BrokerError;
 use crate::group::run_group_timers;
@@ -97,6 +97,8 @@ pub async fn start(settings: Settings) -> Result<Running, StartupError> {
     } else {
         new_incarnation()
     };
+    let started_empty = started_empty(&dir)
+        .map_err(|e| data_dir_error(format!("cannot tell whether it holds logs: {e}")))?;
     let record = BrokerRecord {
         broker_id: settings.broker_id,
         host: settings.advertised_host.clone(),
@@ -104,7 +106,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartupError> {
         rack: settings.broker_rack.clone(),
         replication: format!("{}:{replication_port}", settings.advertised_host),
         incarnation,
-        started_empty: !holds_logs(&dir),
+        started_empty,
     };
     let (store, registration, liveness): (Arc<dyn MetadataStore>, _, _) =
         if settings.etcd.is_empty() {

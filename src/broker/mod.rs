@@ -2,6 +2,7 @@
 //! producer ids. Protocol handlers call into this module; it never sees Kafka wire types.
 
 mod compaction;
+mod empty_start;
 mod housekeeping;
 mod partition;
 mod reassign;
@@ -11,7 +12,7 @@ mod topic;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -20,6 +21,7 @@ use tokio::sync::{Mutex, watch};
 use uuid::Uuid;
 
 pub use compaction::run_compaction;
+pub use empty_start::started_empty;
 pub use housekeeping::run_housekeeping;
 pub use partition::Partition;
 pub use reassign::Reassignment;
@@ -235,7 +237,7 @@ impl Broker {
     }
 
     fn logs_dir(&self) -> PathBuf {
-        logs_dir(&self.settings.data_dir)
+        empty_start::logs_dir(&self.settings.data_dir)
     }
 
     fn partition_dir(&self, id: Uuid, index: i32) -> PathBuf {
@@ -637,22 +639,6 @@ pub(crate) async fn open_tier(
             metrics: metrics.clone(),
         },
     }))
-}
-
-/// Where the partition logs under `data_dir` live: `logs/<topic id>/<partition>/`.
-fn logs_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("logs")
-}
-
-/// Whether `data_dir` holds the log of at least one partition (a broker that starts without
-/// any has a new or wiped disk; see `BrokerRecord::started_empty`).
-pub fn holds_logs(data_dir: &Path) -> bool {
-    let Ok(topics) = std::fs::read_dir(logs_dir(data_dir)) else {
-        return false;
-    };
-    topics.flatten().any(|topic| {
-        std::fs::read_dir(topic.path()).is_ok_and(|mut partitions| partitions.next().is_some())
-    })
 }
 
 #[cfg(test)]

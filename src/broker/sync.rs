@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::empty_start;
 use super::replica::Role;
 use super::{Broker, Topic, now_ms};
 use crate::cluster::plan::Stored;
@@ -65,6 +66,11 @@ impl Broker {
         let records = self.catalog.topics().await?;
         self.sync_topics(&records).await?;
         self.sync_partitions(&view).await;
+        let states = view.partitions.values().map(|stored| &stored.state);
+        let (me, data_dir) = (self.settings.broker_id, &self.settings.data_dir);
+        if let Err(e) = empty_start::forget_if_in_sync(data_dir, states, me, self.incarnation) {
+            tracing::warn!(error = %e, "could not remove the started-empty marker");
+        }
         self.cluster.send_replace(Arc::new(view));
         Ok(())
     }

@@ -161,14 +161,3 @@ async fn config_changes_reach_the_logs_and_producer_ids_are_unique() {
     let b = broker.next_producer_id().await.expect("id");
     assert_ne!(a, b);
 }
-
-#[test]
-fn a_data_dir_holds_logs_once_a_partition_has_a_directory() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    assert!(!holds_logs(dir.path()), "a new data directory");
-    let topic = dir.path().join("logs").join("0123");
-    std::fs::create_dir_all(&topic).expect("topic dir");
-    assert!(!holds_logs(dir.path()), "a topic without partitions");
-    std::fs::create_dir(topic.join("0")).expect("partition dir");
-    assert!(holds_logs(dir.path()));
-}

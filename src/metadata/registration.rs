@@ -40,9 +40,11 @@ pub struct BrokerRecord {
     /// node has nobody to be told apart from.
     #[serde(default)]
     pub incarnation: u64,
-    /// The broker's data directory held no partition logs when this process started (a new or
-    /// wiped disk). After a whole-cluster restart the controller elects, among in-sync replicas
-    /// that all restarted, one that came back with its logs before one that came back empty.
+    /// The broker came back without its logs: its data directory held no partition log when it
+    /// started (a new or wiped disk), or did at an earlier start and the broker has not been in
+    /// sync for all its partitions since (`broker/empty_start.rs`). After a whole-cluster restart
+    /// the controller elects, among in-sync replicas that all restarted, one that came back with
+    /// its logs before one that came back empty.
     #[serde(default)]
     pub started_empty: bool,
 }

@@ -254,9 +254,10 @@ def test_a_follower_back_empty_is_never_elected_over_one_that_stayed_up(
 def test_a_whole_cluster_restart_elects_a_replica_back_with_its_log_over_an_emptied_one(
         broker_factory, etcd, tmp_path, topic_name):  # noqa: F811
     """Every broker is killed at once, so nobody takes anyone out of the ISR, and the first
-    replica comes back with a wiped data directory. All members restarted: the controller waits
-    for every one of them, then must elect one that kept its log, not the first in replica order
-    (whose empty log the others would truncate to)."""
+    replica comes back with a wiped data directory, and restarts once more before the others are
+    back (by then it has created its partitions' directories, empty). All members restarted: the
+    controller waits for every one of them, then must elect one that kept its log, not the first
+    in replica order (whose empty log the others would truncate to)."""
     import shutil
 
     c = Cluster(broker_factory, etcd, tmp_path)
@@ -273,6 +274,11 @@ def test_a_whole_cluster_restart_elects_a_replica_back_with_its_log_over_an_empt
     for b in c.brokers.values():
         b.kill9()
     shutil.rmtree(c.brokers[emptied].data_dir)
+    c.brokers[emptied].start()
+    partition_dirs = c.brokers[emptied].data_dir / "logs"
+    wait_until(lambda: any(p.is_dir() for p in partition_dirs.glob("*/*")), 30,
+               "the emptied broker to open its partition")
+    c.brokers[emptied].kill9()
     for i in (emptied, kept, other):
         c.brokers[i].start()
     new_leader = c.leader(topic, timeout=60)
