@@ -226,7 +226,10 @@ impl PartitionLog {
         state.producers = rebuild_producer_state(dir, &state)?;
         state.epochs = load_epochs(dir, &state)?;
         if clean {
+            // Durably gone before anything is appended: a marker back after a machine crash
+            // would have the next open trust segments that crash tore.
             fs::remove_file(&marker).map_err(|e| LogError::io(&marker, e))?;
+            epochs::sync_dir(dir)?;
         } else if !bases.is_empty() {
             tracing::info!(log = %dir.display(), "recovered the log after an unclean shutdown");
         }
