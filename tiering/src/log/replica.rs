@@ -134,8 +134,16 @@ impl PartitionLog {
             let created_at_ms = state.active().created_at_ms();
             return self.reset_locked(&mut state, start, created_at_ms);
         }
-        recovery::lower(&self.dir, &mut state, new_end)?;
-        producer_state::delete_snapshots_above(&self.dir, new_end)?;
+        // The log ends below `new_end` when batches before the cut left a gap (compaction) or the
+        // cut batch opened its segment: the point and the snapshots go back to the base of the
+        // segment that becomes the active one (scanned after any crash), at or below the real end.
+        let active_base = state
+            .segments
+            .range(..new_end)
+            .next_back()
+            .map_or(start, |(base, _)| *base);
+        recovery::lower(&self.dir, &mut state, active_base)?;
+        producer_state::delete_snapshots_above(&self.dir, active_base)?;
         let doomed: Vec<i64> = state.segments.range(new_end..).map(|(b, _)| *b).collect();
         for base in doomed.into_iter().rev() {
             if let Some(segment) = state.segments.get(&base) {
@@ -145,16 +153,17 @@ impl PartitionLog {
         }
         state.active_mut().truncate_to(offset)?;
         epochs::sync_dir(&self.dir)?;
-        if state.epochs.truncate_from_end(new_end) {
+        let end = state.next_offset();
+        if state.epochs.truncate_from_end(end) {
             epochs::store(&self.dir, &state.epochs)?;
         }
         state.producers = rebuild_producer_state(&self.dir, &state)?;
-        state.producers.write_snapshot(&self.dir, new_end)?;
+        state.producers.write_snapshot(&self.dir, end)?;
         state.unflushed_messages = 0;
         tracing::info!(
             log = %self.dir.display(),
             offset,
-            log_end_offset = new_end,
+            log_end_offset = end,
             "truncated the log"
         );
         Ok(())

@@ -706,3 +706,50 @@ proptest! {
         }
     }
 }
+
+/// A follower's log copies the gaps compaction left in the leader's. A truncation whose offset
+/// falls in a gap ends the log where the kept batches end, below the first batch removed, and
+/// the recovery point and producer snapshots follow that end, not the removed batch's base.
+#[test]
+fn truncating_into_a_gap_ends_the_log_where_the_kept_batches_end() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = PartitionLog::open(dir.path(), small_segments(), 0).expect("open");
+    let two = TestBatch {
+        records: 2,
+        ..TestBatch::default()
+    };
+    let bases: Vec<i64> = (0..10)
+        .map(|i| i * 2)
+        .chain((0..10).map(|i| 40 + i * 2))
+        .collect();
+    for base in &bases {
+        log.append_replica(&replicated(two, *base, 1), 0)
+            .expect("append");
+    }
+    log.flush_sealed().expect("flush");
+    log.truncate_to(30).expect("truncate");
+    assert_eq!(log.log_end_offset(), 20);
+    assert!(
+        recovery::load(dir.path()) <= 20,
+        "the recovery point is at or below the end"
+    );
+    let snapshots: Vec<i64> = fs::read_dir(dir.path())
+        .expect("list")
+        .filter_map(|e| {
+            let path = e.expect("entry").path();
+            (path.extension()? == "snapshot").then(|| path.file_stem()?.to_str()?.parse().ok())?
+        })
+        .collect();
+    assert!(
+        snapshots.iter().all(|s| *s <= 20),
+        "snapshots above the end: {snapshots:?}"
+    );
+    // The leader's next batches continue after the gap; a crash then loses nothing.
+    log.append_replica(&replicated(two, 40, 2), 0)
+        .expect("append");
+    let kept = stored_batches(&log);
+    drop(log);
+    let reopened = PartitionLog::open(dir.path(), small_segments(), 0).expect("recover");
+    assert_eq!(stored_batches(&reopened), kept);
+    assert_eq!(reopened.log_end_offset(), 42);
+}
