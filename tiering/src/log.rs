@@ -195,6 +195,17 @@ impl PartitionLog {
             .copied()
             .unwrap_or(stored_start.unwrap_or(0).max(start_offset));
         let log_start_offset = stored_start.unwrap_or(first_base).max(first_base);
+        let end = segments.values().next_back().map(Segment::next_offset);
+        if end.is_some_and(|end| end < log_start_offset) {
+            // A machine crash kept the stored start but lost the data up to it: what is left
+            // lies below the start and can never be read. Start over empty there, as Kafka does.
+            tracing::warn!(log = %dir.display(), log_start_offset, "the log ends below its start after a crash: starting over empty at the start");
+            for segment in std::mem::take(&mut segments).into_values() {
+                segment.delete()?;
+            }
+            producer_state::delete_snapshots_above(dir, log_start_offset)?;
+            epochs::sync_dir(dir)?;
+        }
         if segments.is_empty() {
             let segment =
                 Segment::create(dir, log_start_offset, config.index_interval_bytes, now_ms)?;
@@ -240,8 +251,8 @@ impl PartitionLog {
         })
     }
 
-    /// Serialises what stores or lowers the recovery point (`log/recovery.rs`); taken before the
-    /// state lock, never while holding it.
+    /// Serialises what stores or lowers the recovery point (`log/recovery.rs`) and the cleaner
+    /// checkpoint (`log/cleaned.rs`); taken before the state lock, never while holding it.
     fn checkpoint_lock(&self) -> MutexGuard<'_, ()> {
         self.checkpoint
             .lock()
@@ -762,10 +773,22 @@ fn remove_log_start(dir: &Path) -> Result<()> {
 }
 
 fn write_log_start(dir: &Path, offset: i64) -> Result<()> {
-    let path = dir.join(LOG_START_OFFSET);
-    let tmp = dir.join(format!("{LOG_START_OFFSET}.tmp"));
-    fs::write(&tmp, offset.to_string()).map_err(|e| LogError::io(&tmp, e))?;
-    fs::rename(&tmp, &path).map_err(|e| LogError::io(&path, e))
+    write_durably(dir, LOG_START_OFFSET, offset.to_string().as_bytes())
+}
+
+/// Replaces the file `name` in `dir` with `bytes` so that a crash leaves the old or the new
+/// content: a temporary file fsynced, renamed over it, and the directory fsynced.
+fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let write = || -> std::io::Result<()> {
+        let file = fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut &file, bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, &path)
+    };
+    write().map_err(|e| LogError::io(&path, e))?;
+    epochs::sync_dir(dir)
 }
 
 mod cleaned;

@@ -171,6 +171,9 @@ impl PartitionLog {
         now_ms: i64,
     ) -> Result<bool> {
         let cleaning = self.dir.join(CLEANING_DIR);
+        // Held until the checkpoint is written: a truncation or restart, which lowers the
+        // checkpoint, waits for it rather than lowering one this swap then raises again.
+        let _checkpoint = self.checkpoint_lock();
         let mut state = self.lock();
         let active = state.active().base_offset();
         // Only durable segments (below the recovery point) may be replaced: recovery takes a

@@ -29,7 +29,7 @@ use std::path::Path;
 
 use super::{LogState, PartitionLog};
 use crate::epochs::sync_dir;
-use crate::error::{LogError, Result};
+use crate::error::Result;
 use crate::segment::DurableFiles;
 
 const RECOVERY_POINT: &str = "recovery-point";
@@ -45,16 +45,7 @@ pub(super) fn load(dir: &Path) -> i64 {
 
 /// Stores `offset` as the recovery point of the log in `dir`, durably.
 pub(super) fn store(dir: &Path, offset: i64) -> Result<()> {
-    let path = dir.join(RECOVERY_POINT);
-    let tmp = dir.join(format!("{RECOVERY_POINT}.tmp"));
-    let write = || -> std::io::Result<()> {
-        let file = fs::File::create(&tmp)?;
-        std::io::Write::write_all(&mut &file, offset.to_string().as_bytes())?;
-        file.sync_all()?;
-        fs::rename(&tmp, &path)
-    };
-    write().map_err(|e| LogError::io(&path, e))?;
-    sync_dir(dir)
+    super::write_durably(dir, RECOVERY_POINT, offset.to_string().as_bytes())
 }
 
 /// Whether a segment followed by one starting at `next_base` (none: the active segment) must be

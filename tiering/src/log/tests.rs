@@ -628,3 +628,41 @@ fn flush_sealed_and_truncations_run_side_by_side() {
     assert!(recovery::load(dir.path()) <= log.log_end_offset());
     assert_eq!(read_all(&log, 0).len() as i64, log.log_end_offset());
 }
+
+#[test]
+fn a_log_that_a_crash_left_ending_below_its_start_starts_over_there() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let start;
+    let active;
+    {
+        let log = PartitionLog::open(dir.path(), small_segments(), 0).expect("open");
+        append_default(&log, 30);
+        active = log.lock().active().base_offset();
+        while log.log_end_offset() < active + 3 {
+            append_default(&log, 1);
+        }
+        start = active + 2;
+        log.delete_records_before(start, 0).expect("delete records");
+        assert_eq!(log.log_start_offset(), start);
+    }
+    // The stored start reached the disk; the active segment's data did not.
+    fs::OpenOptions::new()
+        .write(true)
+        .open(segment_path(dir.path(), active))
+        .expect("open segment")
+        .set_len(0)
+        .expect("lose the data");
+    let log = PartitionLog::open(dir.path(), small_segments(), 0).expect("recover");
+    assert_eq!(log.log_start_offset(), start);
+    assert_eq!(
+        log.log_end_offset(),
+        start,
+        "nothing readable is left below the start"
+    );
+    assert_eq!(log.segment_count(), 1);
+    let appended = log
+        .append(&build_batch(TestBatch::default()), options(0))
+        .expect("append");
+    assert_eq!(appended.base_offset, start);
+    assert_eq!(read_all(&log, start).len(), 1);
+}
