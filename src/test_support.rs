@@ -113,3 +113,16 @@ pub(crate) async fn partitions_awaiting_a_follower(
     }
     partitions
 }
+
+/// The only partition of a new topic `name`, led by `broker` (a single node).
+pub(crate) async fn one_partition(broker: &Broker, name: &str) -> Arc<Partition> {
+    let topic = broker
+        .create_topic(NewTopic {
+            name: name.into(),
+            partitions: Some(1),
+            ..NewTopic::default()
+        })
+        .await
+        .expect("create");
+    topic.partition(0).expect("partition")
+}

@@ -4,10 +4,12 @@
 //! start is the remote start once anything was offloaded.
 //!
 //! On the leader the high watermark is the smallest log end offset in the ISR (followers report
-//! theirs with every replication fetch); on a follower it is what the leader last said, capped by
-//! the follower's own log end.
+//! theirs with every replication fetch), counting a follower whose addition to the ISR is being
+//! written from the moment the leader decides to add it (Kafka's maximal ISR): once the store
+//! says it is in sync it may be elected, so nothing it lacks may be acknowledged before that. On
+//! a follower it is what the leader last said, capped by the follower's own log end.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -33,6 +35,8 @@ pub struct Partition {
     log_end: watch::Sender<i64>,
     role: watch::Sender<Role>,
     followers: Mutex<BTreeMap<i32, Progress>>,
+    /// On the leader: followers whose addition to the ISR is being written.
+    joining: Mutex<BTreeSet<i32>>,
 }
 
 impl Partition {
@@ -69,6 +73,7 @@ impl Partition {
             remote: Arc::new(remote),
             role: watch::channel(Role::Offline).0,
             followers: Mutex::new(BTreeMap::new()),
+            joining: Mutex::new(BTreeSet::new()),
         })
     }
 
@@ -128,12 +133,42 @@ impl Partition {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn joining(&self) -> std::sync::MutexGuard<'_, BTreeSet<i32>> {
+        self.joining.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// On the leader: the write that adds `replica` to the ISR is over (done or failed); the
+    /// role now says whether it is in sync.
+    pub fn joined_or_not(&self, replica: i32) {
+        self.joining().remove(&replica);
+        self.advance_high_watermark();
+    }
+
     /// Takes a new role from the partition's state. A new leader (or a new epoch) starts with
     /// fresh follower progress and re-reads the remote manifest the previous leader published;
-    /// the same leader at the same epoch only takes the new ISR. Returns whether the role changed
-    /// in kind or epoch.
+    /// the same leader at the same epoch only takes the new ISR, and not from an older version of
+    /// the state. Returns whether the role changed in kind or epoch.
     pub async fn set_role(&self, role: Role, now_ms: i64) -> bool {
         let previous = self.role();
+        if let (
+            Role::Leader {
+                epoch,
+                version: was,
+                ..
+            },
+            Role::Leader {
+                epoch: next_epoch,
+                version,
+                ..
+            },
+        ) = (&previous, &role)
+            && epoch == next_epoch
+            && version < was
+        {
+            // An older state of the same term (a sync that read before the last ISR change): the
+            // ISR it names may lack members the store holds in sync.
+            return false;
+        }
         let new_term = previous.epoch() != role.epoch()
             || std::mem::discriminant(&previous) != std::mem::discriminant(&role);
         if let Role::Leader { isr, .. } = &role {
@@ -143,6 +178,7 @@ impl Partition {
             let mut followers = self.followers();
             if new_term {
                 followers.clear();
+                self.joining().clear();
             }
             for replica in isr.iter().filter(|r| **r != self.me) {
                 followers
@@ -163,7 +199,15 @@ impl Partition {
                 return;
             };
             let end = self.log.log_end_offset();
-            replica::high_watermark(self.high_watermark(), end, self.me, isr, &self.followers())
+            let mut counted = isr.clone();
+            counted.extend(self.joining().iter().filter(|r| !isr.contains(r)));
+            replica::high_watermark(
+                self.high_watermark(),
+                end,
+                self.me,
+                &counted,
+                &self.followers(),
+            )
         };
         publish(&self.high_watermark, hw);
     }
@@ -184,7 +228,8 @@ impl Partition {
 
     /// Records a follower's replication fetch from `fetch_offset` on the leader and moves the
     /// high watermark. Returns true when the follower, outside the ISR, has caught up enough to
-    /// join it.
+    /// join it: it then counts for the high watermark at once, and the caller writes the change
+    /// and reports with [`Partition::joined_or_not`]. False while such a write is under way.
     pub fn follower_fetched(
         &self,
         replica: i32,
@@ -202,6 +247,7 @@ impl Partition {
             progress.fetched(fetch_offset, end, now_ms);
             !isr.contains(&replica)
                 && replica::may_join_isr(progress, self.high_watermark(), now_ms, max_lag_ms)
+                && self.joining().insert(replica)
         };
         self.advance_high_watermark();
         joins

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use strata_tiering::AppendOptions;
 
 use super::*;
-use crate::test_support::open_broker;
+use crate::test_support::{one_partition, open_broker};
 
 async fn open(dir: &std::path::Path) -> Arc<Broker> {
     open_broker(dir).await
@@ -160,4 +160,63 @@ async fn config_changes_reach_the_logs_and_producer_ids_are_unique() {
     let a = broker.next_producer_id().await.expect("id");
     let b = broker.next_producer_id().await.expect("id");
     assert_ne!(a, b);
+}
+
+/// A follower the leader decided to add to the ISR counts for the high watermark from that
+/// moment: once the store holds it in sync it may be elected, so nothing it lacks may be
+/// acknowledged meanwhile.
+#[tokio::test]
+async fn a_follower_being_added_to_the_isr_holds_the_high_watermark() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = open(dir.path()).await;
+    let p = one_partition(&broker, "joins").await;
+    p.append(batch(&["a", "b"]), options())
+        .await
+        .expect("append");
+    assert_eq!(p.high_watermark(), 2, "the leader alone is the ISR");
+    assert!(
+        p.follower_fetched(2, 2, now_ms(), 30_000),
+        "caught up: joins"
+    );
+    assert!(
+        !p.follower_fetched(2, 2, now_ms(), 30_000),
+        "one addition at a time"
+    );
+    p.append(batch(&["c", "d"]), options())
+        .await
+        .expect("append");
+    assert_eq!(p.high_watermark(), 2, "held by the joining follower");
+    p.follower_fetched(2, 4, now_ms(), 30_000);
+    assert_eq!(p.high_watermark(), 4);
+    p.joined_or_not(2);
+    p.append(batch(&["e"]), options()).await.expect("append");
+    assert_eq!(
+        p.high_watermark(),
+        5,
+        "the addition failed (this store's ISR is still the leader alone)"
+    );
+}
+
+#[tokio::test]
+async fn a_leader_does_not_take_an_older_state_of_its_term() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = open(dir.path()).await;
+    let p = one_partition(&broker, "versions").await;
+    let replica::Role::Leader { epoch, version, .. } = p.role() else {
+        panic!("a single broker leads its partitions");
+    };
+    let me = broker.settings().broker_id;
+    let newer = replica::Role::Leader {
+        epoch,
+        isr: vec![me, 2],
+        version: version + 2,
+    };
+    p.set_role(newer.clone(), now_ms()).await;
+    let older = replica::Role::Leader {
+        epoch,
+        isr: vec![me],
+        version: version + 1,
+    };
+    p.set_role(older, now_ms()).await;
+    assert_eq!(p.role(), newer, "the ISR of the newer state stays");
 }

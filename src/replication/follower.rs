@@ -124,10 +124,16 @@ async fn apply(
         other => return Err(format!("the leader answered {}", other.as_str_name())),
     }
     if let Some(diverging) = response.diverging_epoch {
-        // Where this log's history of that epoch ends, capped by the leader's.
-        let own_end = partition
-            .end_offset_for_epoch(diverging.epoch)
-            .map_or(i64::MIN, |(_, end)| end);
+        // Where this log's history of that epoch ends, capped by the leader's. Epoch -1: the
+        // leader's history starts after this log's last epoch, and everything from the leader's
+        // log start on is suspect, not what lies below it.
+        let own_end = if diverging.epoch < 0 {
+            i64::MAX
+        } else {
+            partition
+                .end_offset_for_epoch(diverging.epoch)
+                .map_or(i64::MIN, |(_, end)| end)
+        };
         let target = diverging.end_offset.min(own_end).min(fetch_offset);
         tracing::info!(
             partition = partition.index(),
@@ -158,4 +164,53 @@ async fn apply(
     }
     partition.set_follower_high_watermark(response.high_watermark);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::replication::proto::DivergingEpoch;
+    use crate::test_support::{batch, one_partition, open_broker};
+
+    fn diverging(epoch: i32, end_offset: i64) -> FetchResponse {
+        FetchResponse {
+            error: FetchError::None as i32,
+            high_watermark: 0,
+            local_log_start_offset: 0,
+            remote_end_offset: -1,
+            log_end_offset: end_offset,
+            diverging_epoch: Some(DivergingEpoch { epoch, end_offset }),
+            records: Bytes::new(),
+        }
+    }
+
+    /// Epoch -1: the leader's history starts after this log's last epoch. What this log holds
+    /// below the leader's log start stays; only what follows it is cut.
+    #[tokio::test]
+    async fn a_leader_without_the_followers_epochs_cuts_it_back_to_the_leaders_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let broker = open_broker(dir.path()).await;
+        let p = one_partition(&broker, "diverged").await;
+        for _ in 0..5 {
+            let options = strata_tiering::AppendOptions {
+                now_ms: now_ms(),
+                leader_epoch: 0,
+                log_append_time: false,
+            };
+            p.append(batch(&["a", "b"], 1_000), options)
+                .await
+                .expect("append");
+        }
+        assert_eq!(p.log_end_offset(), 10);
+        apply(&p, 10, diverging(-1, 4)).await.expect("apply");
+        assert_eq!(p.log_end_offset(), 4);
+        apply(&p, 4, diverging(0, 2)).await.expect("apply");
+        assert_eq!(
+            p.log_end_offset(),
+            2,
+            "a known epoch: its end, capped by the leader's"
+        );
+    }
 }

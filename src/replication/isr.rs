@@ -69,6 +69,18 @@ pub async fn change_isr(broker: &Broker, partition: &Partition, change: IsrChang
         IsrChange::Evict(replica) => next.retain_isr(|r| r != replica || r == me),
     }
     if next == state {
+        // Nothing to write, but the store may be ahead of this leader's role (a sync that read
+        // an older state): take what it says, so the high watermark counts every member.
+        partition
+            .set_role(
+                Role::Leader {
+                    epoch,
+                    isr: state.isr,
+                    version: current.version,
+                },
+                now_ms(),
+            )
+            .await;
         return Ok(());
     }
     let version = broker

@@ -139,6 +139,7 @@ impl Replication for ReplicationService {
                 if let Err(e) = change_isr(&broker, &p, change).await {
                     tracing::warn!(partition = p.index(), replica, error = %e, "could not add a follower to the ISR");
                 }
+                p.joined_or_not(replica);
             });
         }
         if fetch_offset >= partition.log_end_offset() {
