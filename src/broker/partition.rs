@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -37,6 +38,9 @@ pub struct Partition {
     followers: Mutex<BTreeMap<i32, Progress>>,
     /// On the leader: followers whose addition to the ISR is being written.
     joining: Mutex<BTreeSet<i32>>,
+    /// On the leader: its log end when its term began. Everything below may have been
+    /// acknowledged by the previous leader, though this one's high watermark may not know it yet.
+    term_start: AtomicI64,
 }
 
 impl Partition {
@@ -74,6 +78,7 @@ impl Partition {
             role: watch::channel(Role::Offline).0,
             followers: Mutex::new(BTreeMap::new()),
             joining: Mutex::new(BTreeSet::new()),
+            term_start: AtomicI64::new(0),
         })
     }
 
@@ -179,6 +184,8 @@ impl Partition {
             if new_term {
                 followers.clear();
                 self.joining().clear();
+                self.term_start
+                    .store(self.log.log_end_offset(), Ordering::Relaxed);
             }
             for replica in isr.iter().filter(|r| **r != self.me) {
                 followers
@@ -245,8 +252,12 @@ impl Partition {
                 .entry(replica)
                 .or_insert_with(|| Progress::new(now_ms));
             progress.fetched(fetch_offset, end, now_ms);
+            // Kafka's rule: a joiner also has everything the previous leader may have
+            // acknowledged (this leader's log end when its term began).
+            let term_start = self.term_start.load(Ordering::Relaxed);
+            let committed = self.high_watermark().max(term_start);
             !isr.contains(&replica)
-                && replica::may_join_isr(progress, self.high_watermark(), now_ms, max_lag_ms)
+                && replica::may_join_isr(progress, committed, now_ms, max_lag_ms)
                 && self.joining().insert(replica)
         };
         self.advance_high_watermark();

@@ -220,3 +220,33 @@ async fn a_leader_does_not_take_an_older_state_of_its_term() {
     p.set_role(older, now_ms()).await;
     assert_eq!(p.role(), newer, "the ISR of the newer state stays");
 }
+
+/// A new leader's high watermark can lag what the previous leader acknowledged; a follower joins
+/// its ISR only once it has the new leader's log end at the start of the term too.
+#[tokio::test]
+async fn a_follower_joins_a_new_leaders_isr_only_with_what_the_term_began_with() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = open(dir.path()).await;
+    let p = one_partition(&broker, "terms").await;
+    let replica::Role::Leader { epoch, version, .. } = p.role() else {
+        panic!("a single broker leads its partitions");
+    };
+    let me = broker.settings().broker_id;
+    let with = |epoch, version| replica::Role::Leader {
+        epoch,
+        isr: vec![me, 2],
+        version,
+    };
+    // Follower 2 never fetches: the high watermark stays where it was.
+    p.set_role(with(epoch, version + 1), now_ms()).await;
+    p.append(batch(&["a", "b", "c", "d"]), options())
+        .await
+        .expect("append");
+    assert_eq!(p.high_watermark(), 0);
+    p.set_role(with(epoch + 1, version + 2), now_ms()).await;
+    assert!(
+        !p.follower_fetched(3, 3, now_ms(), 30_000),
+        "at the high watermark but short of the term's start"
+    );
+    assert!(p.follower_fetched(3, 4, now_ms(), 30_000));
+}
