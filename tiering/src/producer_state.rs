@@ -140,8 +140,9 @@ impl ProducerStateTable {
         self.producers.is_empty()
     }
 
-    /// Writes the state as of `offset` to `dir/<offset>.snapshot` (via a temporary file and a
-    /// rename, so a crash leaves either the old or the new snapshot) and removes older snapshots.
+    /// Writes the state as of `offset` to `dir/<offset>.snapshot` (a temporary file fsynced,
+    /// renamed, the directory fsynced: a crash leaves either the old or the new snapshot, whole)
+    /// and only then removes the other snapshots.
     pub fn write_snapshot(&self, dir: &Path, offset: i64) -> Result<()> {
         let mut producers: Vec<_> = self
             .producers
@@ -153,8 +154,14 @@ impl ProducerStateTable {
             .map_err(|e| LogError::io(dir, std::io::Error::other(e)))?;
         let path = snapshot_path(dir, offset);
         let tmp = path.with_extension("snapshot.tmp");
-        fs::write(&tmp, json).map_err(|e| LogError::io(&tmp, e))?;
+        let write = || -> std::io::Result<()> {
+            let file = fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut &file, &json)?;
+            file.sync_all()
+        };
+        write().map_err(|e| LogError::io(&tmp, e))?;
         fs::rename(&tmp, &path).map_err(|e| LogError::io(&path, e))?;
+        crate::epochs::sync_dir(dir)?;
         for (old, old_path) in list_snapshots(dir)? {
             if old != offset {
                 fs::remove_file(&old_path).map_err(|e| LogError::io(&old_path, e))?;
