@@ -16,7 +16,9 @@
 //! constant (about 150 bytes) however much history the bucket holds.
 //!
 //! # Offload protocol: what is written in which order
-//! 1. A segment is sealed locally: data fsynced, indexes written (`log.rs`).
+//! 1. A segment is sealed locally (indexes written) and fsynced: by the flush scheduler, or by the
+//!    offload pass itself before it picks segments (`log/recovery.rs`). A leader back from a power
+//!    loss thus never holds less than the bucket, and never reuses an offset the bucket has.
 //! 2. The uploader PUTs the segment object (multipart above the part size) under a fresh key.
 //!    A PUT that returned is durable: on S3 by its contract, on a `file://` store because the
 //!    object and its directory are fsynced before the PUT returns.

@@ -218,6 +218,10 @@ impl RemotePartition {
         if log.roll_if_due(now_ms)? {
             tracing::debug!(log = %log.dir().display(), "rolled an idle active segment so it can be offloaded");
         }
+        // A segment goes to the bucket only once it is durable here (the flush scheduler's work,
+        // done now if it has not come yet): a leader back from a power loss must never hold less
+        // than the bucket, or its next appends would reuse offsets the bucket already has.
+        log.flush_sealed()?;
         let sealed = log.sealed_segments()?;
         let local_start = log.log_start_offset();
         let manifest = self.manifest().await;
