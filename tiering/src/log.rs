@@ -225,14 +225,14 @@ impl PartitionLog {
             drop_behind: DropBehind::default(),
         };
         if clean {
-            // `close` fsynced everything and stored the point at the end; stored here when it did
-            // not (an older binary's close): compaction cleans only below the point, and recovery
-            // must never scan (and judge) a segment compaction has shortened.
-            let end = state.next_offset();
-            if stored_recovery_point != end {
-                recovery::store(dir, end)?;
+            // `close` fsynced everything and stored the point at the active segment's base; stored
+            // here when it did not (an older binary's close): compaction cleans only below the
+            // point, and recovery must never scan (and judge) a segment compaction has shortened.
+            let active_base = state.active().base_offset();
+            if stored_recovery_point != active_base {
+                recovery::store(dir, active_base)?;
             }
-            state.recovery_point = end;
+            state.recovery_point = active_base;
         }
         state.producers = rebuild_producer_state(dir, &state)?;
         state.epochs = load_epochs(dir, &state)?;
@@ -600,9 +600,12 @@ impl PartitionLog {
         state.active().durable_files().sync()?;
         state.pending_snapshot = None;
         state.producers.write_snapshot(&self.dir, next)?;
-        // Everything is durable: the next open finds the point at the end (see `open_at`).
-        recovery::store(&self.dir, next)?;
-        state.recovery_point = next;
+        // Everything is durable. The point goes to the active segment's base, not the end: a
+        // roll after the next open seals that segment again, and its new index files must count
+        // as not yet fsynced (see `open_at`).
+        let active_base = state.active().base_offset();
+        recovery::store(&self.dir, active_base)?;
+        state.recovery_point = active_base;
         let marker = self.dir.join(CLEAN_SHUTDOWN);
         fs::write(&marker, b"").map_err(|e| LogError::io(&marker, e))
     }
@@ -696,6 +699,14 @@ fn open_segments(
                 .map_or(base, Segment::next_offset);
             producer_state::delete_snapshots_above(dir, end)?;
             break;
+        }
+    }
+    // Sealed segments whose indexes were rebuilt get their files written again (the flush
+    // scheduler fsyncs them with the segment): stale files would be adopted at the next open.
+    let last = segments.keys().next_back().copied();
+    for (base, segment) in &mut segments {
+        if Some(*base) != last && segment.rebuilt() {
+            segment.seal()?;
         }
     }
     Ok(segments)

@@ -54,6 +54,8 @@ pub struct Segment {
     bytes_since_index_entry: u64,
     index_interval: u64,
     created_at_ms: i64,
+    /// Whether opening rebuilt the indexes from the data (their files are stale until written).
+    rebuilt: bool,
 }
 
 /// The files of a sealed segment, fsynced by [`DurableFiles::sync`] outside the log's lock.
@@ -157,6 +159,7 @@ impl Segment {
             bytes_since_index_entry: 0,
             index_interval,
             created_at_ms: now_ms,
+            rebuilt: false,
         })
     }
 
@@ -193,6 +196,7 @@ impl Segment {
             bytes_since_index_entry: 0,
             index_interval,
             created_at_ms: now_ms,
+            rebuilt: false,
         };
         let indexes = if recover {
             None
@@ -221,8 +225,9 @@ impl Segment {
                 next_offset = h.next_offset();
             },
         )?;
-        if end != self.size {
-            // The index promised whole batches up to the end; anything else means it is stale.
+        if end != self.size || (self.size > 0 && times.max_timestamp().is_none()) {
+            // The index promised whole batches up to the end, and sealing always leaves a time
+            // index entry: anything else means a file is stale (torn or empty after a crash).
             return self.rebuild();
         }
         self.next_offset = next_offset;
@@ -238,6 +243,7 @@ impl Segment {
     /// Scans every batch, validating CRCs, rebuilding both indexes, and truncating the file after
     /// the last valid batch.
     fn rebuild(&mut self) -> Result<()> {
+        self.rebuilt = true;
         self.offset_index = OffsetIndex::default();
         self.time_index = TimeIndex::default();
         self.bytes_since_index_entry = 0;
@@ -444,6 +450,12 @@ impl Segment {
             f(h);
             true
         })
+    }
+
+    /// Whether opening rebuilt the indexes from the data: a sealed segment's index files are then
+    /// stale until [`Segment::seal`] writes them again.
+    pub fn rebuilt(&self) -> bool {
+        self.rebuilt
     }
 
     /// Writes the indexes with the final maximum timestamp; nothing more is appended after this.

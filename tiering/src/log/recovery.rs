@@ -13,7 +13,7 @@
 //! machine crash, a segment wholly below the stored recovery point is trusted as it is; every later
 //! segment is scanned and cut at its first torn batch, and when a segment other than the last is
 //! cut or ends below the next segment's base (whole batches lost), the segments after it are
-//! deleted (their offsets would no longer follow on). `close` stores the point at the log end, and
+//! deleted (their offsets would no longer follow on). `close` stores the point at the active segment's base, and
 //! compaction cleans only below the point (`swap_cleaned` refuses anything else), so recovery does
 //! not scan a segment compaction shortened; should the point's file be lost, segments below the
 //! cleaner checkpoint are spared that check, and lowering the point lowers that checkpoint too. The stored

@@ -500,22 +500,23 @@ fn a_segment_that_lost_whole_batches_at_its_end_drops_the_segments_after_it() {
 }
 
 #[test]
-fn a_clean_shutdown_stores_the_recovery_point_at_the_log_end() {
+fn a_clean_shutdown_stores_the_recovery_point_at_the_active_segment() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = PartitionLog::open(dir.path(), small_segments(), 0).expect("open");
     append_default(&log, 30);
-    assert!(recovery::load(dir.path()) < 30);
+    let active = log.lock().active().base_offset();
+    assert!(active > 0 && recovery::load(dir.path()) < active);
     log.close().expect("close");
     drop(log);
-    assert_eq!(recovery::load(dir.path()), 30);
+    assert_eq!(recovery::load(dir.path()), active);
     // A clean shutdown that did not store it (an older binary): the open does.
     recovery::store(dir.path(), 3).expect("store");
     let log = PartitionLog::open(dir.path(), small_segments(), 0).expect("reopen");
     assert_eq!(log.log_end_offset(), 30);
     assert_eq!(
         recovery::load(dir.path()),
-        30,
-        "compaction may clean below it at once"
+        active,
+        "compaction may clean the sealed segments at once"
     );
 }
 
@@ -665,4 +666,28 @@ fn a_log_that_a_crash_left_ending_below_its_start_starts_over_there() {
         .expect("append");
     assert_eq!(appended.base_offset, start);
     assert_eq!(read_all(&log, start).len(), 1);
+}
+
+/// A crash can leave a sealed segment's time index empty (its file written at the roll, not yet
+/// fsynced). Opening takes it for stale, rebuilds it and writes it again, so time-based retention
+/// and timestamp lookups keep seeing the segment's timestamps.
+#[test]
+fn an_empty_time_index_of_a_sealed_segment_is_rebuilt_and_written_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = PartitionLog::open(dir.path(), small_segments(), 0).expect("open");
+    append_default(&log, 30);
+    let first = log.sealed_segments().expect("sealed")[0].clone();
+    assert_eq!(first.max_timestamp, 1_000);
+    log.close().expect("close");
+    drop(log);
+    fs::write(&first.time_index_path, b"").expect("empty the time index");
+    let log = PartitionLog::open(dir.path(), small_segments(), 0).expect("reopen");
+    assert_eq!(
+        log.sealed_segments().expect("sealed")[0].max_timestamp,
+        1_000
+    );
+    assert!(
+        fs::metadata(&first.time_index_path).expect("stat").len() > 0,
+        "written again"
+    );
 }
