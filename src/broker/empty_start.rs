@@ -19,8 +19,8 @@ pub(super) fn logs_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("logs")
 }
 
-/// Whether the broker whose data lives in `data_dir` counts as started empty, marking it so (durably)
-/// when the directory holds no partition log. Called once, before the broker registers.
+/// Whether the broker whose data lives in `data_dir` counts as started empty, marking it so
+/// (durably) when the directory holds no partition log. Called once, before it registers.
 pub fn started_empty(data_dir: &Path) -> io::Result<bool> {
     let marker = data_dir.join(MARKER);
     if marker.try_exists()? {

@@ -13,16 +13,17 @@
 //! machine crash, a segment wholly below the stored recovery point is trusted as it is; every later
 //! segment is scanned and cut at its first torn batch, and when a segment other than the last is
 //! cut or ends below the next segment's base (whole batches lost), the segments after it are
-//! deleted (their offsets would no longer follow on). `close` stores the point at the active segment's base, and
-//! compaction cleans only below the point (`swap_cleaned` refuses anything else), so recovery does
-//! not scan a segment compaction shortened; should the point's file be lost, segments below the
-//! cleaner checkpoint are spared that check, and lowering the point lowers that checkpoint too. The stored
-//! point may only lag the truth: it is written (temporary file, fsync, rename, directory fsync)
-//! after the fsyncs it stands for, and lowered, before any file changes, by truncation and by a
-//! restart of the log at a new offset. Both hold the log's checkpoint lock (taken before the state
-//! lock) from start to end, so a truncation never interleaves with a flush that would store a point
-//! above the data it rewrote. A missing or unreadable file means "scan every segment". A snapshot
-//! not yet written when the machine stops only means a longer replay of producer state on open.
+//! deleted (their offsets would no longer follow on). `close` stores the point at the active
+//! segment's base, and compaction cleans only below the point (`swap_cleaned` refuses anything
+//! else), so recovery does not scan a segment compaction shortened; should the point's file be
+//! lost, segments below the cleaner checkpoint are spared that check, and lowering the point lowers
+//! that checkpoint too. The stored point may only lag the truth: it is written (temporary file,
+//! fsync, rename, directory fsync) after the fsyncs it stands for, and lowered, before any file
+//! changes, by truncation and by a restart of the log at a new offset. Both hold the log's
+//! checkpoint lock (taken before the state lock) from start to end, so a truncation never
+//! interleaves with a flush that would store a point above the data it rewrote. A missing or
+//! unreadable file means "scan every segment". A snapshot not yet written when the machine stops
+//! only means a longer replay of producer state on open.
 
 use std::fs;
 use std::path::Path;
