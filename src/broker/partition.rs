@@ -288,18 +288,28 @@ impl Partition {
         );
     }
 
-    /// Waits until the high watermark reaches `offset`, this broker stops leading, or `timeout`
-    /// passes; returns the error to answer with in the last two cases.
-    pub async fn wait_for_high_watermark(&self, offset: i64, timeout: Duration) -> Result<()> {
+    /// Waits until the high watermark reaches `offset` while this broker leads at `epoch` (the
+    /// epoch the batches were appended under), this broker stops leading at that epoch, or
+    /// `timeout` passes; returns the error to answer with in the last two cases. A high
+    /// watermark reached under another role says nothing of the batches: a new leader's own
+    /// batches may have replaced them at those offsets.
+    pub async fn wait_for_high_watermark(
+        &self,
+        offset: i64,
+        epoch: i32,
+        timeout: Duration,
+    ) -> Result<()> {
         let mut hw = self.watch_high_watermark();
         let mut role = self.watch_role();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
+            let leading =
+                matches!(&*role.borrow_and_update(), Role::Leader { epoch: e, .. } if *e == epoch);
+            if !leading {
+                return Err(self.not_leader());
+            }
             if *hw.borrow_and_update() >= offset {
                 return Ok(());
-            }
-            if !matches!(&*role.borrow_and_update(), Role::Leader { .. }) {
-                return Err(self.not_leader());
             }
             tokio::select! {
                 changed = hw.changed() => changed.map_err(|_| BrokerError::ShuttingDown)?,

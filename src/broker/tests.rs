@@ -1,4 +1,5 @@
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use strata_tiering::AppendOptions;
@@ -202,21 +203,11 @@ async fn a_leader_does_not_take_an_older_state_of_its_term() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = open(dir.path()).await;
     let p = one_partition(&broker, "versions").await;
-    let replica::Role::Leader { epoch, version, .. } = p.role() else {
-        panic!("a single broker leads its partitions");
-    };
+    let (epoch, version) = term(&p);
     let me = broker.settings().broker_id;
-    let newer = replica::Role::Leader {
-        epoch,
-        isr: vec![me, 2],
-        version: version + 2,
-    };
+    let newer = leader(epoch, vec![me, 2], version + 2);
     p.set_role(newer.clone(), now_ms()).await;
-    let older = replica::Role::Leader {
-        epoch,
-        isr: vec![me],
-        version: version + 1,
-    };
+    let older = leader(epoch, vec![me], version + 1);
     p.set_role(older, now_ms()).await;
     assert_eq!(p.role(), newer, "the ISR of the newer state stays");
 }
@@ -228,9 +219,7 @@ async fn a_follower_joins_a_new_leaders_isr_only_with_what_the_term_began_with()
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = open(dir.path()).await;
     let p = one_partition(&broker, "terms").await;
-    let replica::Role::Leader { epoch, version, .. } = p.role() else {
-        panic!("a single broker leads its partitions");
-    };
+    let (epoch, version) = term(&p);
     let me = broker.settings().broker_id;
     let with = |epoch, version| replica::Role::Leader {
         epoch,
@@ -249,4 +238,52 @@ async fn a_follower_joins_a_new_leaders_isr_only_with_what_the_term_began_with()
         "at the high watermark but short of the term's start"
     );
     assert!(p.follower_fetched(3, 4, now_ms(), 30_000));
+}
+
+/// A batch is acknowledged only by the high watermark of the term it was appended in: after a
+/// new term began, that high watermark may cover a new leader's batches at the same offsets.
+#[tokio::test]
+async fn an_append_waits_for_the_high_watermark_of_its_own_term() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = open(dir.path()).await;
+    let p = one_partition(&broker, "epochs").await;
+    let (epoch, version) = term(&p);
+    let me = broker.settings().broker_id;
+    let held = leader(epoch, vec![me, 2], version + 1);
+    p.set_role(held, now_ms()).await;
+    let out = p.append(batch(&["a"]), options()).await.expect("append");
+    assert_eq!(out.leader_epoch, epoch);
+    let next_term = leader(epoch + 1, vec![me], version + 2);
+    p.set_role(next_term, now_ms()).await;
+    assert!(
+        p.high_watermark() > out.last_offset,
+        "the new term's high watermark covers it"
+    );
+    let waited = p
+        .wait_for_high_watermark(
+            out.last_offset + 1,
+            out.leader_epoch,
+            Duration::from_secs(1),
+        )
+        .await;
+    assert!(
+        matches!(waited, Err(BrokerError::NotLeader { .. })),
+        "{waited:?}"
+    );
+}
+
+/// The epoch and state version `p`'s leader role was taken from.
+fn term(p: &Partition) -> (i32, u64) {
+    let replica::Role::Leader { epoch, version, .. } = p.role() else {
+        panic!("a single broker leads its partitions");
+    };
+    (epoch, version)
+}
+
+fn leader(epoch: i32, isr: Vec<i32>, version: u64) -> replica::Role {
+    replica::Role::Leader {
+        epoch,
+        isr,
+        version,
+    }
 }

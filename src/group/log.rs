@@ -92,9 +92,13 @@ impl OffsetsLog for BrokerOffsetsLog<'_> {
         };
         // Acknowledged only once the whole ISR has it, like acks=all.
         let outcome = p.append(batch, options).await.map_err(unavailable)?;
-        p.wait_for_high_watermark(outcome.last_offset + 1, COMMIT_TIMEOUT)
-            .await
-            .map_err(unavailable)?;
+        p.wait_for_high_watermark(
+            outcome.last_offset + 1,
+            outcome.leader_epoch,
+            COMMIT_TIMEOUT,
+        )
+        .await
+        .map_err(unavailable)?;
         Ok(())
     }
 

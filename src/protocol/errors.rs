@@ -68,7 +68,9 @@ fn log_error(error: &LogError) -> ResponseError {
             ResponseError::KafkaStorageError
         }
         LogError::PointerStore(_) => ResponseError::KafkaStorageError,
-        LogError::Fenced { .. } => ResponseError::NotLeaderOrFollower,
+        LogError::Fenced { .. } | LogError::StaleLeaderEpoch { .. } => {
+            ResponseError::NotLeaderOrFollower
+        }
         // Only replication appends check offsets, and only compaction swaps segments; no client
         // request reaches either.
         LogError::OffsetMismatch { .. } | LogError::SwapConflict { .. } => {

@@ -83,6 +83,15 @@ pub enum LogError {
         /// What is wrong.
         reason: String,
     },
+    /// A leader append under an epoch older than the log's latest: the broker stopped leading at
+    /// that epoch while the append waited, and the log already holds a newer leader's batches.
+    #[error("an append under leader epoch {epoch} came after batches of epoch {latest}")]
+    StaleLeaderEpoch {
+        /// The append's epoch.
+        epoch: i32,
+        /// The newest epoch in the log.
+        latest: i32,
+    },
     /// Another writer moved the manifest pointer: this one must stop writing the partition.
     #[error("the manifest of {partition} was moved by another writer")]
     Fenced {

@@ -69,6 +69,8 @@ pub struct AppendOutcome {
     pub duplicate: bool,
     /// The log start offset after the append.
     pub log_start_offset: i64,
+    /// The leader epoch the batches were appended under (a replica append: its last batch's).
+    pub leader_epoch: i32,
 }
 
 /// A sealed local segment and its files, as the uploader needs them.
@@ -279,6 +281,16 @@ impl PartitionLog {
         }
         let mut headers = Vec::with_capacity(ranges.len());
         let mut state = self.lock();
+        if let Some(latest) = state.epochs.latest_epoch()
+            && options.leader_epoch < latest
+        {
+            // Written after a newer leader's batches, it would be a batch that leader never had,
+            // at offsets where it has others: replicas would disagree without knowing.
+            return Err(LogError::StaleLeaderEpoch {
+                epoch: options.leader_epoch,
+                latest,
+            });
+        }
         for range in &ranges {
             let bytes = &records[range.clone()];
             if bytes.len() > state.config.max_message_bytes {
@@ -301,6 +313,7 @@ impl PartitionLog {
                         log_append_time,
                         duplicate: true,
                         log_start_offset: state.log_start_offset,
+                        leader_epoch: options.leader_epoch,
                     });
                 }
                 SequenceCheck::Duplicate(_) => {
@@ -343,6 +356,7 @@ impl PartitionLog {
             log_append_time,
             duplicate: false,
             log_start_offset: state.log_start_offset,
+            leader_epoch: options.leader_epoch,
         })
     }
 

@@ -169,6 +169,7 @@ async fn acknowledge(written: Written, acks: i16, deadline: Instant) -> Result<A
         partition
             .wait_for_high_watermark(
                 written.outcome.last_offset + 1,
+                written.outcome.leader_epoch,
                 deadline.saturating_duration_since(Instant::now()),
             )
             .await?;

@@ -70,6 +70,7 @@ impl PartitionLog {
             batches.push((bytes, header));
         }
         let base_offset = batches.first().map_or(expected, |(_, h)| h.base_offset);
+        let leader_epoch = batches.last().map_or(-1, |(_, h)| h.partition_leader_epoch);
         for (bytes, header) in &batches {
             self.roll_if_needed(&mut state, header, now_ms)?;
             record_epoch(
@@ -92,6 +93,7 @@ impl PartitionLog {
             log_append_time: None,
             duplicate: false,
             log_start_offset: state.log_start_offset,
+            leader_epoch,
         })
     }
 

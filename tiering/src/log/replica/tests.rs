@@ -107,6 +107,7 @@ fn replica_appends_keep_the_leaders_bytes() {
                 log_append_time: None,
                 duplicate: false,
                 log_start_offset: 0,
+                leader_epoch: last.partition_leader_epoch,
             }
         );
     }
@@ -262,11 +263,26 @@ fn leader_appends_record_each_new_epoch_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = PartitionLog::open(dir.path(), small_segments(), 0).expect("open");
     assert_eq!(log.latest_epoch(), None);
-    for epoch in [0, 0, 2, 2, 1, 3] {
+    for epoch in [0, 0, 2, 2] {
         log.append(&build_batch(TestBatch::default()), leader(epoch))
             .expect("append");
     }
-    // Epoch 1 came after 2 (an old leader's batch a replica copied would too): no entry.
+    // A leader append of an older epoch after a newer one's batches is refused: this broker
+    // stopped leading at epoch 1 while the append waited.
+    assert!(matches!(
+        log.append(&build_batch(TestBatch::default()), leader(1)),
+        Err(LogError::StaleLeaderEpoch {
+            epoch: 1,
+            latest: 2
+        })
+    ));
+    assert_eq!(log.log_end_offset(), 4);
+    // A replica copies an older epoch's batch after a newer one as the leader has it.
+    log.append_replica(&replicated(TestBatch::default(), 4, 1), 0)
+        .expect("replica append");
+    log.append(&build_batch(TestBatch::default()), leader(3))
+        .expect("append");
+    // Epoch 1 came after 2: no entry.
     assert_eq!(epochs_of(&log), [(0, 0), (2, 2), (3, 5)]);
     assert_eq!(log.latest_epoch(), Some(3));
     for (epoch, expected) in [
