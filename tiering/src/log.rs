@@ -450,6 +450,11 @@ impl PartitionLog {
         Ok(None)
     }
 
+    /// Offsets below this are durable (the recovery point).
+    pub fn durable_end(&self) -> i64 {
+        self.lock().recovery_point
+    }
+
     /// The first offset still readable.
     pub fn log_start_offset(&self) -> i64 {
         self.lock().log_start_offset

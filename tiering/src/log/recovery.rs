@@ -101,13 +101,17 @@ impl PartitionLog {
             let (files, end) = pending(&state);
             (files, end, state.pending_snapshot.take())
         };
+        if !files.is_empty() {
+            sync_files(&self.dir, &files)?;
+        }
+        // After the segments it describes are durable: a snapshot durable above durable data
+        // would be trusted once the log grew past it again.
         if let Some((offset, producers)) = snapshot {
             producers.write_snapshot(&self.dir, offset)?;
         }
         if files.is_empty() {
             return Ok(());
         }
-        sync_files(&self.dir, &files)?;
         store(&self.dir, end)?;
         let mut state = self.lock();
         state.recovery_point = state.recovery_point.max(end);

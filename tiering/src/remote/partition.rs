@@ -223,6 +223,8 @@ impl RemotePartition {
         // than the bucket, or its next appends would reuse offsets the bucket already has.
         log.flush_sealed()?;
         let sealed = log.sealed_segments()?;
+        // A roll between the two calls above seals a segment the flush did not cover.
+        let durable_end = log.durable_end();
         let local_start = log.log_start_offset();
         let manifest = self.manifest().await;
         if let Some(end) = manifest.end_offset() {
@@ -246,6 +248,7 @@ impl RemotePartition {
                     && s.next_offset > s.base_offset
                     && s.next_offset > local_start
                     && s.next_offset <= committed_end
+                    && s.next_offset <= durable_end
             })
             .collect();
         self.report_local_bytes(log);
