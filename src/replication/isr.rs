@@ -38,15 +38,9 @@ pub async fn change_isr(broker: &Broker, partition: &Partition, change: IsrChang
         return Ok(());
     };
     let key = keys::partition_state(partition.topic_id(), partition.index());
-    let Some(current) = broker.store().get(&key).await? else {
+    let Some((state, version)) = read_state(broker, &key).await? else {
         return Ok(());
     };
-    let state = PartitionState::decode(&current.value).map_err(|e| {
-        BrokerError::Metadata(MetadataError::Corrupt {
-            key: key.clone(),
-            reason: e.to_string(),
-        })
-    })?;
     if state.leader != me || state.leader_epoch != epoch {
         return Ok(());
     }
@@ -76,16 +70,16 @@ pub async fn change_isr(broker: &Broker, partition: &Partition, change: IsrChang
                 Role::Leader {
                     epoch,
                     isr: state.isr,
-                    version: current.version,
+                    version,
                 },
                 now_ms(),
             )
             .await;
         return Ok(());
     }
-    let version = broker
+    let new_version = broker
         .store()
-        .put(&key, next.encode(), Expect::Version(current.version))
+        .put(&key, next.encode(), Expect::Version(version))
         .await?;
     tracing::info!(topic = %partition.topic_id(), partition = partition.index(), from = ?state.isr, to = ?next.isr, "ISR changed");
     partition
@@ -93,12 +87,60 @@ pub async fn change_isr(broker: &Broker, partition: &Partition, change: IsrChang
             Role::Leader {
                 epoch,
                 isr: next.isr,
-                version,
+                version: new_version,
             },
             now_ms(),
         )
         .await;
     Ok(())
+}
+
+/// The partition state stored at `key` and its version.
+async fn read_state(broker: &Broker, key: &str) -> Result<Option<(PartitionState, u64)>> {
+    let Some(current) = broker.store().get(key).await? else {
+        return Ok(None);
+    };
+    let state = PartitionState::decode(&current.value).map_err(|e| {
+        BrokerError::Metadata(MetadataError::Corrupt {
+            key: key.to_string(),
+            reason: e.to_string(),
+        })
+    })?;
+    Ok(Some((state, current.version)))
+}
+
+/// After a failed ISR change, whose write may still have landed (a timeout): re-reads the state,
+/// retrying while the store does not answer and this broker still leads at the same epoch, and
+/// takes the ISR it holds. Until this returns, a follower being added keeps holding the high
+/// watermark.
+pub async fn settle_after_failure(broker: &Broker, partition: &Partition) {
+    let me = broker.settings().broker_id;
+    let Role::Leader { epoch, .. } = partition.role() else {
+        return;
+    };
+    let key = keys::partition_state(partition.topic_id(), partition.index());
+    let mut wait = Duration::from_millis(100);
+    while partition.role().epoch() == Some(epoch) {
+        match read_state(broker, &key).await {
+            Ok(Some((state, version))) => {
+                if state.leader == me && state.leader_epoch == epoch {
+                    let role = Role::Leader {
+                        epoch,
+                        isr: state.isr,
+                        version,
+                    };
+                    partition.set_role(role, now_ms()).await;
+                }
+                return;
+            }
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(partition = partition.index(), error = %e, "re-reading the partition state after a failed ISR change");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
 }
 
 /// Removes lagging followers from the ISR of every partition this broker leads, checking four
@@ -119,5 +161,35 @@ pub async fn run_isr_shrinker(broker: Arc<Broker>, cancel: CancellationToken) {
                 tracing::warn!(partition = partition.index(), error = %e, "could not shrink the ISR");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{one_partition, open_broker};
+
+    /// A failed write may have landed: the leader takes the ISR the store holds.
+    #[tokio::test]
+    async fn after_a_failed_change_the_leader_takes_the_stored_isr() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let broker = open_broker(dir.path()).await;
+        let p = one_partition(&broker, "settle").await;
+        let key = keys::partition_state(p.topic_id(), p.index());
+        let (mut state, version) = read_state(&broker, &key)
+            .await
+            .expect("read")
+            .expect("stored");
+        let me = broker.settings().broker_id;
+        assert_eq!(state.isr, vec![me]);
+        state.isr.push(2);
+        broker
+            .store()
+            .put(&key, state.encode(), Expect::Version(version))
+            .await
+            .expect("the write that landed");
+        assert_eq!(p.isr(), Some(vec![me]), "the leader did not hear of it");
+        settle_after_failure(&broker, &p).await;
+        assert_eq!(p.isr(), Some(vec![me, 2]));
     }
 }

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::isr::{IsrChange, change_isr};
+use super::isr::{IsrChange, change_isr, settle_after_failure};
 use super::proto::replication_server::Replication;
 use super::proto::{DivergingEpoch, FetchError, FetchRequest, FetchResponse};
 use crate::broker::{Broker, Partition, now_ms};
@@ -138,6 +138,7 @@ impl Replication for ReplicationService {
                 };
                 if let Err(e) = change_isr(&broker, &p, change).await {
                     tracing::warn!(partition = p.index(), replica, error = %e, "could not add a follower to the ISR");
+                    settle_after_failure(&broker, &p).await;
                 }
                 p.joined_or_not(replica);
             });
