@@ -156,10 +156,16 @@ pub fn load(dir: &Path) -> Result<Option<LeaderEpochCache>> {
 /// Replaces the checkpoint in `dir` with `cache`: a temporary file, fsynced, renamed over the old
 /// one, then the directory fsynced, so a crash leaves either the old or the new checkpoint.
 pub fn store(dir: &Path, cache: &LeaderEpochCache) -> Result<()> {
-    let path = dir.join(CHECKPOINT_FILE);
-    let tmp = dir.join(format!("{CHECKPOINT_FILE}.tmp"));
+    write_durably(dir, CHECKPOINT_FILE, cache.encode().as_bytes())
+}
+
+/// Replaces the file `name` in `dir` with `bytes` so that a crash leaves the old or the new
+/// content, whole: a temporary file fsynced, renamed over it, and the directory fsynced.
+pub(crate) fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
     let mut file = File::create(&tmp).map_err(|e| LogError::io(&tmp, e))?;
-    file.write_all(cache.encode().as_bytes())
+    file.write_all(bytes)
         .and_then(|()| file.sync_all())
         .map_err(|e| LogError::io(&tmp, e))?;
     fs::rename(&tmp, &path).map_err(|e| LogError::io(&path, e))?;

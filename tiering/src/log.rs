@@ -803,22 +803,7 @@ fn remove_log_start(dir: &Path) -> Result<()> {
 }
 
 fn write_log_start(dir: &Path, offset: i64) -> Result<()> {
-    write_durably(dir, LOG_START_OFFSET, offset.to_string().as_bytes())
-}
-
-/// Replaces the file `name` in `dir` with `bytes` so that a crash leaves the old or the new
-/// content: a temporary file fsynced, renamed over it, and the directory fsynced.
-fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    let path = dir.join(name);
-    let tmp = dir.join(format!("{name}.tmp"));
-    let write = || -> std::io::Result<()> {
-        let file = fs::File::create(&tmp)?;
-        std::io::Write::write_all(&mut &file, bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, &path)
-    };
-    write().map_err(|e| LogError::io(&path, e))?;
-    epochs::sync_dir(dir)
+    epochs::write_durably(dir, LOG_START_OFFSET, offset.to_string().as_bytes())
 }
 
 mod cleaned;

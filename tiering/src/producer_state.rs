@@ -152,16 +152,7 @@ impl ProducerStateTable {
         producers.sort_by_key(|(k, _)| *k);
         let json = serde_json::to_vec(&Snapshot { offset, producers })
             .map_err(|e| LogError::io(dir, std::io::Error::other(e)))?;
-        let path = snapshot_path(dir, offset);
-        let tmp = path.with_extension("snapshot.tmp");
-        let write = || -> std::io::Result<()> {
-            let file = fs::File::create(&tmp)?;
-            std::io::Write::write_all(&mut &file, &json)?;
-            file.sync_all()
-        };
-        write().map_err(|e| LogError::io(&tmp, e))?;
-        fs::rename(&tmp, &path).map_err(|e| LogError::io(&path, e))?;
-        crate::epochs::sync_dir(dir)?;
+        crate::epochs::write_durably(dir, &snapshot_name(offset), &json)?;
         for (old, old_path) in list_snapshots(dir)? {
             if old != offset {
                 fs::remove_file(&old_path).map_err(|e| LogError::io(&old_path, e))?;
@@ -221,8 +212,8 @@ fn expect_sequence(producer_id: i64, expected: i32, got: i32) -> Result<Sequence
     }
 }
 
-fn snapshot_path(dir: &Path, offset: i64) -> PathBuf {
-    dir.join(format!("{}.snapshot", crate::segment::file_stem(offset)))
+fn snapshot_name(offset: i64) -> String {
+    format!("{}.snapshot", crate::segment::file_stem(offset))
 }
 
 fn list_snapshots(dir: &Path) -> Result<Vec<(i64, PathBuf)>> {

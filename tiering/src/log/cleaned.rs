@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use super::{PartitionLog, SealedSegment};
 use crate::batch::{BatchHeader, HEADER_SIZE};
 use crate::config::LogConfig;
-use crate::epochs::sync_dir;
+use crate::epochs::{sync_dir, write_durably};
 use crate::error::{LogError, Result};
 use crate::segment::{Segment, file_stem};
 
@@ -195,11 +195,8 @@ impl PartitionLog {
             return Ok(false);
         }
         let marker = cleaning.join(SWAP_MARKER);
-        let tmp = cleaning.join(format!("{SWAP_MARKER}.tmp"));
-        let body = serde_json::to_vec(replacements).map_err(|e| LogError::io(&tmp, e.into()))?;
-        write_synced(&tmp, &body)?;
-        fs::rename(&tmp, &marker).map_err(|e| LogError::io(&marker, e))?;
-        sync_dir(&cleaning)?;
+        let body = serde_json::to_vec(replacements).map_err(|e| LogError::io(&marker, e.into()))?;
+        write_durably(&cleaning, SWAP_MARKER, &body)?;
         apply_swap(&self.dir, replacements)?;
         let interval = state.config.index_interval_bytes;
         for r in replacements {
@@ -235,18 +232,13 @@ pub(super) fn lower_checkpoint(dir: &Path, offset: i64) -> Result<()> {
 /// Stores `checkpoint` (temporary file and rename; fsynced when `durable`).
 fn write_checkpoint(dir: &Path, checkpoint: &CleanCheckpoint, durable: bool) -> Result<()> {
     let path = dir.join(CHECKPOINT);
+    let body = serde_json::to_vec(checkpoint).map_err(|e| LogError::io(&path, e.into()))?;
+    if durable {
+        return write_durably(dir, CHECKPOINT, &body);
+    }
     let tmp = dir.join(format!("{CHECKPOINT}.tmp"));
-    let body = serde_json::to_vec(checkpoint).map_err(|e| LogError::io(&tmp, e.into()))?;
-    if durable {
-        write_synced(&tmp, &body)?;
-    } else {
-        fs::write(&tmp, body).map_err(|e| LogError::io(&tmp, e))?;
-    }
-    fs::rename(&tmp, &path).map_err(|e| LogError::io(&path, e))?;
-    if durable {
-        sync_dir(dir)?;
-    }
-    Ok(())
+    fs::write(&tmp, body).map_err(|e| LogError::io(&tmp, e))?;
+    fs::rename(&tmp, &path).map_err(|e| LogError::io(&path, e))
 }
 
 /// Finishes a swap a crash interrupted, or discards an uncommitted one; called before the log's
@@ -308,13 +300,6 @@ pub(super) fn read_checkpoint(dir: &Path) -> Result<CleanCheckpoint> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(CleanCheckpoint::default()),
         Err(e) => Err(LogError::io(&path, e)),
     }
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let mut file = fs::File::create(path).map_err(|e| LogError::io(path, e))?;
-    file.write_all(bytes).map_err(|e| LogError::io(path, e))?;
-    file.sync_all().map_err(|e| LogError::io(path, e))
 }
 
 fn remove_dir_if_present(dir: &Path) -> Result<()> {

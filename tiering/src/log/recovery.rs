@@ -46,7 +46,7 @@ pub(super) fn load(dir: &Path) -> i64 {
 
 /// Stores `offset` as the recovery point of the log in `dir`, durably.
 pub(super) fn store(dir: &Path, offset: i64) -> Result<()> {
-    super::write_durably(dir, RECOVERY_POINT, offset.to_string().as_bytes())
+    crate::epochs::write_durably(dir, RECOVERY_POINT, offset.to_string().as_bytes())
 }
 
 /// Whether a segment followed by one starting at `next_base` (none: the active segment) must be
