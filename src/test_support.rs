@@ -12,10 +12,11 @@ use kafka_protocol::records::{
 use tokio_util::sync::CancellationToken;
 
 use crate::app::spawn_cluster_tasks;
-use crate::broker::replica::Role;
+use crate::broker::replica::{Role, RoleSource};
 use crate::broker::{Broker, NewTopic, Partition, now_ms};
 use crate::cluster::controller::Liveness;
 use crate::metadata::embedded::EmbeddedStore;
+use crate::metadata::keys;
 use crate::metadata::registration::{BrokerRecord, register_embedded};
 use crate::settings::Settings;
 
@@ -99,19 +100,25 @@ pub(crate) async fn partitions_awaiting_a_follower(
     let mut partitions = Vec::new();
     for index in 0..count {
         let partition = topic.partition(index).expect("partition");
-        let Role::Leader { epoch, version, .. } = partition.role() else {
+        let Role::Leader { epoch, .. } = partition.role() else {
             panic!("a single broker leads its partitions");
         };
         let isr = vec![broker.settings().broker_id, 2];
-        let role = Role::Leader {
-            epoch,
-            isr,
-            version,
-        };
-        partition.set_role(role, now_ms()).await;
+        let role = Role::Leader { epoch, isr };
+        let version = stored_version(broker, &partition).await;
+        partition
+            .set_role(role, RoleSource::State(version), now_ms())
+            .await;
         partitions.push(partition);
     }
     partitions
+}
+
+/// The version of `partition`'s state in `broker`'s metadata store.
+pub(crate) async fn stored_version(broker: &Broker, partition: &Partition) -> u64 {
+    let key = keys::partition_state(partition.topic_id(), partition.index());
+    let stored = broker.store().get(&key).await.expect("read the state");
+    stored.expect("a stored partition state").version
 }
 
 /// The only partition of a new topic `name`, led by `broker` (a single node).

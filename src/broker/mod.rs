@@ -23,7 +23,7 @@ use uuid::Uuid;
 pub use compaction::run_compaction;
 pub use empty_start::started_empty;
 pub use housekeeping::run_housekeeping;
-pub use partition::Partition;
+pub use partition::{JoinTicket, Partition};
 pub use reassign::Reassignment;
 pub use sync::run_cluster_sync;
 pub use topic::Topic;
@@ -268,7 +268,13 @@ impl Broker {
 
     /// Stops serving a partition and closes its log; with `delete`, removes its files too.
     async fn close_partition(&self, partition: &Arc<Partition>, delete: bool) {
-        partition.set_role(replica::Role::Offline, now_ms()).await;
+        partition
+            .set_role(
+                replica::Role::Offline,
+                replica::RoleSource::Closing,
+                now_ms(),
+            )
+            .await;
         let p = Arc::clone(partition);
         let closed = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             if let Err(e) = p.log().close() {
@@ -586,7 +592,12 @@ impl Broker {
     pub async fn close(&self) {
         self.groups.shutdown().await;
         for p in self.topics().iter().flat_map(|t| t.partitions()) {
-            p.set_role(replica::Role::Offline, now_ms()).await;
+            p.set_role(
+                replica::Role::Offline,
+                replica::RoleSource::Closing,
+                now_ms(),
+            )
+            .await;
         }
         self.tier.reader.close().await;
         let partitions: Vec<_> = self.topics().iter().flat_map(|t| t.partitions()).collect();

@@ -9,9 +9,9 @@
 //! says it is in sync it may be elected, so nothing it lacks may be acknowledged before that. On
 //! a follower it is what the leader last said, capped by the follower's own log end.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -21,8 +21,28 @@ use strata_tiering::{AppendOptions, AppendOutcome, LogConfig, LogError, Partitio
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::replica::{self, Progress, Role};
+use super::replica::{self, Progress, Role, RoleSource};
 use crate::error::{BrokerError, Result};
+
+/// The partition state a partition's role was taken from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AppliedVersion {
+    /// The state at this version.
+    State(u64),
+    /// None any more: the partition is being closed.
+    Closed,
+}
+
+/// An ISR addition the leader started: its end is reported with
+/// [`Partition::joined_or_not`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinTicket {
+    /// The follower being added.
+    pub replica: i32,
+    /// The leader epoch the addition was decided under.
+    pub epoch: i32,
+    generation: u64,
+}
 
 /// A partition this broker holds a replica of.
 #[derive(Debug)]
@@ -35,9 +55,14 @@ pub struct Partition {
     high_watermark: watch::Sender<i64>,
     log_end: watch::Sender<i64>,
     role: watch::Sender<Role>,
+    /// The version of the partition state the role was taken from; held while a role changes.
+    role_version: Mutex<AppliedVersion>,
     followers: Mutex<BTreeMap<i32, Progress>>,
-    /// On the leader: followers whose addition to the ISR is being written.
-    joining: Mutex<BTreeSet<i32>>,
+    /// On the leader: followers whose addition to the ISR is being written, with the
+    /// generation of the attempt.
+    joining: Mutex<BTreeMap<i32, u64>>,
+    /// The generation the next ISR addition is started with.
+    next_join: AtomicU64,
     /// On the leader: its log end when its term began. Everything below may have been
     /// acknowledged by the previous leader, though this one's high watermark may not know it yet.
     term_start: AtomicI64,
@@ -76,8 +101,10 @@ impl Partition {
             log: Arc::new(log),
             remote: Arc::new(remote),
             role: watch::channel(Role::Offline).0,
+            role_version: Mutex::new(AppliedVersion::State(0)),
             followers: Mutex::new(BTreeMap::new()),
-            joining: Mutex::new(BTreeSet::new()),
+            joining: Mutex::new(BTreeMap::new()),
+            next_join: AtomicU64::new(0),
             term_start: AtomicI64::new(0),
         })
     }
@@ -138,64 +165,99 @@ impl Partition {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn joining(&self) -> std::sync::MutexGuard<'_, BTreeSet<i32>> {
+    fn joining(&self) -> std::sync::MutexGuard<'_, BTreeMap<i32, u64>> {
         self.joining.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// On the leader: the write that adds `replica` to the ISR is over (done or failed); the
-    /// role now says whether it is in sync.
-    pub fn joined_or_not(&self, replica: i32) {
-        self.joining().remove(&replica);
+    fn role_version(&self) -> std::sync::MutexGuard<'_, AppliedVersion> {
+        self.role_version
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// On the leader: the write that adds a follower to the ISR, started with `ticket`, is over
+    /// (done or failed); the role now says whether it is in sync. A ticket of an earlier term
+    /// (or an earlier attempt) leaves a later joiner holding the high watermark.
+    pub fn joined_or_not(&self, ticket: JoinTicket) {
+        {
+            let mut joining = self.joining();
+            if joining.get(&ticket.replica) == Some(&ticket.generation) {
+                joining.remove(&ticket.replica);
+            }
+        }
         self.advance_high_watermark();
     }
 
-    /// Takes a new role from the partition's state. A new leader (or a new epoch) starts with
-    /// fresh follower progress and re-reads the remote manifest the previous leader published;
-    /// the same leader at the same epoch only takes the new ISR, and not from an older version of
-    /// the state. Returns whether the role changed in kind or epoch.
-    pub async fn set_role(&self, role: Role, now_ms: i64) -> bool {
-        let previous = self.role();
-        if let (
-            Role::Leader {
-                epoch,
-                version: was,
-                ..
-            },
-            Role::Leader {
-                epoch: next_epoch,
-                version,
-                ..
-            },
-        ) = (&previous, &role)
-            && epoch == next_epoch
-            && version < was
+    /// Takes a new role, read from the partition state at a version (or a final one on
+    /// closing). A role from an older version than the one applied is ignored, whatever its
+    /// epoch: the state moved on since. A new leader (or a new epoch) starts with fresh follower
+    /// progress and re-reads the remote manifest the previous leader published; the same leader
+    /// at the same epoch only takes the new ISR. A leader term whose epoch is below the latest
+    /// epoch in the log (the partition state was lost or restored from an old copy) is not
+    /// served: the partition goes offline, with an error in the log. Returns whether the role
+    /// changed in kind or epoch.
+    pub async fn set_role(&self, role: Role, source: RoleSource, now_ms: i64) -> bool {
+        let role = self.fenced(role);
+        let new_term = |previous: &Role| {
+            previous.epoch() != role.epoch()
+                || std::mem::discriminant(previous) != std::mem::discriminant(&role)
+        };
+        if matches!(role, Role::Leader { .. })
+            && new_term(&self.role())
+            && let Err(e) = self.remote.reload().await
         {
-            // An older state of the same term (a sync that read before the last ISR change): the
-            // ISR it names may lack members the store holds in sync.
-            return false;
+            tracing::warn!(partition = self.index, error = %e, "could not re-read the remote manifest on becoming leader");
         }
-        let new_term = previous.epoch() != role.epoch()
-            || std::mem::discriminant(&previous) != std::mem::discriminant(&role);
-        if let Role::Leader { isr, .. } = &role {
-            if new_term && let Err(e) = self.remote.reload().await {
-                tracing::warn!(partition = self.index, error = %e, "could not re-read the remote manifest on becoming leader");
+        let changed = {
+            let mut applied = self.role_version();
+            match (source, *applied) {
+                (_, AppliedVersion::Closed) => return false,
+                (RoleSource::State(version), AppliedVersion::State(at)) if version < at => {
+                    return false;
+                }
+                (RoleSource::State(version), _) => *applied = AppliedVersion::State(version),
+                (RoleSource::Closing, _) => *applied = AppliedVersion::Closed,
             }
-            let mut followers = self.followers();
-            if new_term {
-                followers.clear();
-                self.joining().clear();
-                self.term_start
-                    .store(self.log.log_end_offset(), Ordering::Relaxed);
+            let changed = new_term(&self.role.borrow());
+            if let Role::Leader { isr, .. } = &role {
+                let mut followers = self.followers();
+                if changed {
+                    followers.clear();
+                    self.joining().clear();
+                    self.term_start
+                        .store(self.log.log_end_offset(), Ordering::Relaxed);
+                }
+                for replica in isr.iter().filter(|r| **r != self.me) {
+                    followers
+                        .entry(*replica)
+                        .or_insert_with(|| Progress::new(now_ms));
+                }
             }
-            for replica in isr.iter().filter(|r| **r != self.me) {
-                followers
-                    .entry(*replica)
-                    .or_insert_with(|| Progress::new(now_ms));
-            }
-        }
-        self.role.send_replace(role);
+            self.role.send_replace(role);
+            changed
+        };
         self.advance_high_watermark();
-        new_term
+        changed
+    }
+
+    /// `role`, unless it leads at an epoch below the latest in the log: then offline.
+    fn fenced(&self, role: Role) -> Role {
+        let Role::Leader { epoch, .. } = role else {
+            return role;
+        };
+        match self.log.latest_epoch() {
+            Some(latest) if latest > epoch => {
+                tracing::error!(
+                    topic = %self.topic_id,
+                    partition = self.index,
+                    epoch,
+                    log_epoch = latest,
+                    "elected at a leader epoch below the latest in the log: the partition state was lost or restored from an older copy; not serving the partition until it is elected at a later epoch"
+                );
+                Role::Offline
+            }
+            _ => role,
+        }
     }
 
     /// Recomputes the leader's high watermark and wakes whoever waits for it.
@@ -207,7 +269,7 @@ impl Partition {
             };
             let end = self.log.log_end_offset();
             let mut counted = isr.clone();
-            counted.extend(self.joining().iter().filter(|r| !isr.contains(r)));
+            counted.extend(self.joining().keys().filter(|r| !isr.contains(r)));
             replica::high_watermark(
                 self.high_watermark(),
                 end,
@@ -234,19 +296,21 @@ impl Partition {
     }
 
     /// Records a follower's replication fetch from `fetch_offset` on the leader and moves the
-    /// high watermark. Returns true when the follower, outside the ISR, has caught up enough to
-    /// join it: it then counts for the high watermark at once, and the caller writes the change
-    /// and reports with [`Partition::joined_or_not`]. False while such a write is under way.
+    /// high watermark. Returns a ticket when the follower, outside the ISR, has caught up enough
+    /// to join it: it then counts for the high watermark at once, and the caller writes the
+    /// change and reports with [`Partition::joined_or_not`]. None while such a write is under way.
     pub fn follower_fetched(
         &self,
         replica: i32,
         fetch_offset: i64,
         now_ms: i64,
         max_lag_ms: i64,
-    ) -> bool {
-        let Some(isr) = self.isr() else { return false };
+    ) -> Option<JoinTicket> {
+        let Role::Leader { epoch, isr } = self.role() else {
+            return None;
+        };
         let end = self.log.log_end_offset();
-        let joins = {
+        let ticket = {
             let mut followers = self.followers();
             let progress = followers
                 .entry(replica)
@@ -256,12 +320,22 @@ impl Partition {
             // acknowledged (this leader's log end when its term began).
             let term_start = self.term_start.load(Ordering::Relaxed);
             let committed = self.high_watermark().max(term_start);
-            !isr.contains(&replica)
-                && replica::may_join_isr(progress, committed, now_ms, max_lag_ms)
-                && self.joining().insert(replica)
+            let mut joining = self.joining();
+            (!isr.contains(&replica)
+                && !joining.contains_key(&replica)
+                && replica::may_join_isr(progress, committed, now_ms, max_lag_ms))
+            .then(|| {
+                let generation = self.next_join.fetch_add(1, Ordering::Relaxed);
+                joining.insert(replica, generation);
+                JoinTicket {
+                    replica,
+                    epoch,
+                    generation,
+                }
+            })
         };
         self.advance_high_watermark();
-        joins
+        ticket
     }
 
     /// On the leader: whether `replica`, an ISR member, fetching from `fetch_offset`, has lost

@@ -15,8 +15,6 @@ pub enum Role {
         epoch: i32,
         /// The in-sync replicas, this broker included.
         isr: Vec<i32>,
-        /// The version of the partition state this role was read from (for ISR changes).
-        version: u64,
     },
     /// Following `leader`.
     Follower {
@@ -25,6 +23,16 @@ pub enum Role {
         /// The leader epoch.
         epoch: i32,
     },
+}
+
+/// Where a new role comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleSource {
+    /// The partition state, read from the metadata store at this version. Versions grow with
+    /// every write, so a role read at a version older than the one applied is out of date.
+    State(u64),
+    /// This broker stops serving the partition: the role is final, later states are ignored.
+    Closing,
 }
 
 impl Role {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::empty_start;
-use super::replica::Role;
+use super::replica::{Role, RoleSource};
 use super::{Broker, Topic, now_ms};
 use crate::cluster::plan::Stored;
 use crate::cluster::state::NO_LEADER;
@@ -153,7 +153,6 @@ impl Broker {
                 p
             }
         };
-        let version = stored.version;
         let role = if state.leader == me && !state.is_current(me, self.incarnation) {
             // Elected as this broker's previous process: wait for the controller to elect
             // again (this process, if it is the last in sync, or another replica).
@@ -162,7 +161,6 @@ impl Broker {
             Role::Leader {
                 epoch: state.leader_epoch,
                 isr: state.isr.clone(),
-                version,
             }
         } else if state.leader == NO_LEADER {
             Role::Offline
@@ -173,13 +171,12 @@ impl Broker {
             }
         };
         let was_leader = matches!(partition.role(), Role::Leader { .. });
-        if partition.role() == role {
+        let source = RoleSource::State(stored.version);
+        if !partition.set_role(role, source, now_ms()).await {
             return Ok(());
         }
-        let new_term = partition.set_role(role.clone(), now_ms()).await;
-        if !new_term {
-            return Ok(());
-        }
+        // What was taken: a leader role may have been refused for its epoch.
+        let role = partition.role();
         tracing::info!(topic = %topic.name(), partition = index, role = ?role, "partition role changed");
         let offsets = topic.name() == OFFSETS_TOPIC;
         match role {

@@ -175,12 +175,11 @@ async fn a_follower_being_added_to_the_isr_holds_the_high_watermark() {
         .await
         .expect("append");
     assert_eq!(p.high_watermark(), 2, "the leader alone is the ISR");
+    let ticket = p
+        .follower_fetched(2, 2, now_ms(), 30_000)
+        .expect("caught up: joins");
     assert!(
-        p.follower_fetched(2, 2, now_ms(), 30_000),
-        "caught up: joins"
-    );
-    assert!(
-        !p.follower_fetched(2, 2, now_ms(), 30_000),
+        p.follower_fetched(2, 2, now_ms(), 30_000).is_none(),
         "one addition at a time"
     );
     p.append(batch(&["c", "d"]), options())
@@ -189,7 +188,7 @@ async fn a_follower_being_added_to_the_isr_holds_the_high_watermark() {
     assert_eq!(p.high_watermark(), 2, "held by the joining follower");
     p.follower_fetched(2, 4, now_ms(), 30_000);
     assert_eq!(p.high_watermark(), 4);
-    p.joined_or_not(2);
+    p.joined_or_not(ticket);
     p.append(batch(&["e"]), options()).await.expect("append");
     assert_eq!(
         p.high_watermark(),
@@ -198,18 +197,115 @@ async fn a_follower_being_added_to_the_isr_holds_the_high_watermark() {
     );
 }
 
+/// An addition started in an earlier term, ending late, does not release a joiner of the
+/// current term: that one still holds the high watermark until its own write is over.
+#[tokio::test]
+async fn an_earlier_terms_addition_ending_does_not_release_a_later_joiner() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = open(dir.path()).await;
+    let p = one_partition(&broker, "generations").await;
+    let (epoch, version) = term(&broker, &p).await;
+    let me = broker.settings().broker_id;
+    let earlier = p
+        .follower_fetched(2, 0, now_ms(), 30_000)
+        .expect("caught up: joins");
+    p.set_role(leader(epoch + 1, vec![me]), state(version + 1), now_ms())
+        .await;
+    let later = p
+        .follower_fetched(2, 0, now_ms(), 30_000)
+        .expect("the new term starts its own addition");
+    p.joined_or_not(earlier);
+    p.append(batch(&["a"]), options()).await.expect("append");
+    assert_eq!(p.high_watermark(), 0, "still held by the later joiner");
+    p.joined_or_not(later);
+    assert_eq!(p.high_watermark(), 1);
+}
+
 #[tokio::test]
 async fn a_leader_does_not_take_an_older_state_of_its_term() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = open(dir.path()).await;
     let p = one_partition(&broker, "versions").await;
-    let (epoch, version) = term(&p);
+    let (epoch, version) = term(&broker, &p).await;
     let me = broker.settings().broker_id;
-    let newer = leader(epoch, vec![me, 2], version + 2);
-    p.set_role(newer.clone(), now_ms()).await;
-    let older = leader(epoch, vec![me], version + 1);
-    p.set_role(older, now_ms()).await;
+    let newer = leader(epoch, vec![me, 2]);
+    p.set_role(newer.clone(), state(version + 2), now_ms())
+        .await;
+    p.set_role(leader(epoch, vec![me]), state(version + 1), now_ms())
+        .await;
     assert_eq!(p.role(), newer, "the ISR of the newer state stays");
+}
+
+/// A refresh that read the state before a change of leadership does not bring back the old
+/// term's leadership, though its epoch differs.
+#[tokio::test]
+async fn an_older_state_does_not_bring_back_an_earlier_term() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = open(dir.path()).await;
+    let p = one_partition(&broker, "terms-back").await;
+    let (epoch, version) = term(&broker, &p).await;
+    let me = broker.settings().broker_id;
+    let follower = replica::Role::Follower {
+        leader: 2,
+        epoch: epoch + 1,
+    };
+    assert!(
+        p.set_role(follower.clone(), state(version + 2), now_ms())
+            .await
+    );
+    assert!(
+        !p.set_role(leader(epoch, vec![me]), state(version + 1), now_ms())
+            .await
+    );
+    assert_eq!(p.role(), follower);
+}
+
+/// Closing is final: a state read before it does not bring the partition back.
+#[tokio::test]
+async fn no_state_changes_a_closed_partitions_role() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = open(dir.path()).await;
+    let p = one_partition(&broker, "closing").await;
+    let (epoch, version) = term(&broker, &p).await;
+    let me = broker.settings().broker_id;
+    p.set_role(
+        replica::Role::Offline,
+        replica::RoleSource::Closing,
+        now_ms(),
+    )
+    .await;
+    p.set_role(leader(epoch + 1, vec![me]), state(version + 1), now_ms())
+        .await;
+    assert_eq!(p.role(), replica::Role::Offline);
+}
+
+/// A partition state lost or restored from an old copy names a leader epoch below the one the
+/// log was written at. Serving it would refuse every append (older epoch) or mix terms; the
+/// partition goes offline instead.
+#[tokio::test]
+async fn a_leader_epoch_below_the_logs_latest_takes_the_partition_offline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = open(dir.path()).await;
+    let p = one_partition(&broker, "restored").await;
+    let (epoch, version) = term(&broker, &p).await;
+    let me = broker.settings().broker_id;
+    p.set_role(leader(epoch + 3, vec![me]), state(version + 1), now_ms())
+        .await;
+    p.append(batch(&["a"]), options()).await.expect("append");
+    assert_eq!(p.latest_epoch(), Some(epoch + 3));
+    assert!(
+        p.set_role(leader(epoch + 1, vec![me]), state(version + 2), now_ms())
+            .await
+    );
+    assert_eq!(p.role(), replica::Role::Offline);
+    assert!(p.append(batch(&["b"]), options()).await.is_err());
+    p.set_role(leader(epoch + 4, vec![me]), state(version + 3), now_ms())
+        .await;
+    assert_eq!(
+        p.role(),
+        leader(epoch + 4, vec![me]),
+        "a later election serves it"
+    );
 }
 
 /// A new leader's high watermark can lag what the previous leader acknowledged; a follower joins
@@ -219,25 +315,22 @@ async fn a_follower_joins_a_new_leaders_isr_only_with_what_the_term_began_with()
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = open(dir.path()).await;
     let p = one_partition(&broker, "terms").await;
-    let (epoch, version) = term(&p);
+    let (epoch, version) = term(&broker, &p).await;
     let me = broker.settings().broker_id;
-    let with = |epoch, version| replica::Role::Leader {
-        epoch,
-        isr: vec![me, 2],
-        version,
-    };
     // Follower 2 never fetches: the high watermark stays where it was.
-    p.set_role(with(epoch, version + 1), now_ms()).await;
+    p.set_role(leader(epoch, vec![me, 2]), state(version + 1), now_ms())
+        .await;
     p.append(batch(&["a", "b", "c", "d"]), options())
         .await
         .expect("append");
     assert_eq!(p.high_watermark(), 0);
-    p.set_role(with(epoch + 1, version + 2), now_ms()).await;
+    p.set_role(leader(epoch + 1, vec![me, 2]), state(version + 2), now_ms())
+        .await;
     assert!(
-        !p.follower_fetched(3, 3, now_ms(), 30_000),
+        p.follower_fetched(3, 3, now_ms(), 30_000).is_none(),
         "at the high watermark but short of the term's start"
     );
-    assert!(p.follower_fetched(3, 4, now_ms(), 30_000));
+    assert!(p.follower_fetched(3, 4, now_ms(), 30_000).is_some());
 }
 
 /// A batch is acknowledged only by the high watermark of the term it was appended in: after a
@@ -247,14 +340,14 @@ async fn an_append_waits_for_the_high_watermark_of_its_own_term() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = open(dir.path()).await;
     let p = one_partition(&broker, "epochs").await;
-    let (epoch, version) = term(&p);
+    let (epoch, version) = term(&broker, &p).await;
     let me = broker.settings().broker_id;
-    let held = leader(epoch, vec![me, 2], version + 1);
-    p.set_role(held, now_ms()).await;
+    p.set_role(leader(epoch, vec![me, 2]), state(version + 1), now_ms())
+        .await;
     let out = p.append(batch(&["a"]), options()).await.expect("append");
     assert_eq!(out.leader_epoch, epoch);
-    let next_term = leader(epoch + 1, vec![me], version + 2);
-    p.set_role(next_term, now_ms()).await;
+    p.set_role(leader(epoch + 1, vec![me]), state(version + 2), now_ms())
+        .await;
     assert!(
         p.high_watermark() > out.last_offset,
         "the new term's high watermark covers it"
@@ -272,18 +365,18 @@ async fn an_append_waits_for_the_high_watermark_of_its_own_term() {
     );
 }
 
-/// The epoch and state version `p`'s leader role was taken from.
-fn term(p: &Partition) -> (i32, u64) {
-    let replica::Role::Leader { epoch, version, .. } = p.role() else {
+/// The epoch of `p`'s leader role and the version of its stored state.
+async fn term(broker: &Broker, p: &Partition) -> (i32, u64) {
+    let replica::Role::Leader { epoch, .. } = p.role() else {
         panic!("a single broker leads its partitions");
     };
-    (epoch, version)
+    (epoch, crate::test_support::stored_version(broker, p).await)
 }
 
-fn leader(epoch: i32, isr: Vec<i32>, version: u64) -> replica::Role {
-    replica::Role::Leader {
-        epoch,
-        isr,
-        version,
-    }
+fn leader(epoch: i32, isr: Vec<i32>) -> replica::Role {
+    replica::Role::Leader { epoch, isr }
+}
+
+fn state(version: u64) -> replica::RoleSource {
+    replica::RoleSource::State(version)
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::replica::Role;
+use crate::broker::replica::{Role, RoleSource};
 use crate::broker::{Broker, Partition, now_ms};
 use crate::cluster::state::PartitionState;
 use crate::error::{BrokerError, Result};
@@ -31,12 +31,19 @@ pub enum IsrChange {
     Evict(i32),
 }
 
-/// Applies `change` to the partition's ISR in the metadata store, then to the leader's role.
-pub async fn change_isr(broker: &Broker, partition: &Partition, change: IsrChange) -> Result<()> {
+/// Applies `change`, decided while leading at `epoch`, to the partition's ISR in the metadata
+/// store, then to the leader's role. Nothing is written once the leader's term has moved on: a
+/// decision of an earlier term (a follower caught up by its measure) does not hold in a later one.
+pub async fn change_isr(
+    broker: &Broker,
+    partition: &Partition,
+    epoch: i32,
+    change: IsrChange,
+) -> Result<()> {
     let me = broker.settings().broker_id;
-    let Role::Leader { epoch, .. } = partition.role() else {
+    if !matches!(partition.role(), Role::Leader { epoch: e, .. } if e == epoch) {
         return Ok(());
-    };
+    }
     let key = keys::partition_state(partition.topic_id(), partition.index());
     let Some((state, version)) = read_state(broker, &key).await? else {
         return Ok(());
@@ -65,15 +72,12 @@ pub async fn change_isr(broker: &Broker, partition: &Partition, change: IsrChang
     if next == state {
         // Nothing to write, but the store may be ahead of this leader's role (a sync that read
         // an older state): take what it says, so the high watermark counts every member.
+        let role = Role::Leader {
+            epoch,
+            isr: state.isr,
+        };
         partition
-            .set_role(
-                Role::Leader {
-                    epoch,
-                    isr: state.isr,
-                    version,
-                },
-                now_ms(),
-            )
+            .set_role(role, RoleSource::State(version), now_ms())
             .await;
         return Ok(());
     }
@@ -82,15 +86,12 @@ pub async fn change_isr(broker: &Broker, partition: &Partition, change: IsrChang
         .put(&key, next.encode(), Expect::Version(version))
         .await?;
     tracing::info!(topic = %partition.topic_id(), partition = partition.index(), from = ?state.isr, to = ?next.isr, "ISR changed");
+    let role = Role::Leader {
+        epoch,
+        isr: next.isr,
+    };
     partition
-        .set_role(
-            Role::Leader {
-                epoch,
-                isr: next.isr,
-                version: new_version,
-            },
-            now_ms(),
-        )
+        .set_role(role, RoleSource::State(new_version), now_ms())
         .await;
     Ok(())
 }
@@ -113,11 +114,8 @@ async fn read_state(broker: &Broker, key: &str) -> Result<Option<(PartitionState
 /// retrying while the store does not answer and this broker still leads at the same epoch, and
 /// takes the ISR it holds. Until this returns, a follower being added keeps holding the high
 /// watermark.
-pub async fn settle_after_failure(broker: &Broker, partition: &Partition) {
+pub async fn settle_after_failure(broker: &Broker, partition: &Partition, epoch: i32) {
     let me = broker.settings().broker_id;
-    let Role::Leader { epoch, .. } = partition.role() else {
-        return;
-    };
     let key = keys::partition_state(partition.topic_id(), partition.index());
     let mut wait = Duration::from_millis(100);
     while partition.role().epoch() == Some(epoch) {
@@ -127,9 +125,10 @@ pub async fn settle_after_failure(broker: &Broker, partition: &Partition) {
                     let role = Role::Leader {
                         epoch,
                         isr: state.isr,
-                        version,
                     };
-                    partition.set_role(role, now_ms()).await;
+                    partition
+                        .set_role(role, RoleSource::State(version), now_ms())
+                        .await;
                 }
                 return;
             }
@@ -154,10 +153,13 @@ pub async fn run_isr_shrinker(broker: Arc<Broker>, cancel: CancellationToken) {
         }
         let max_lag = broker.settings().replica_lag_time_max_ms as i64;
         for partition in broker.topics().iter().flat_map(|t| t.partitions()) {
+            let Some(epoch) = partition.leader_epoch().ok() else {
+                continue;
+            };
             if partition.lagging_followers(now_ms(), max_lag).is_empty() {
                 continue;
             }
-            if let Err(e) = change_isr(&broker, &partition, IsrChange::Remove).await {
+            if let Err(e) = change_isr(&broker, &partition, epoch, IsrChange::Remove).await {
                 tracing::warn!(partition = partition.index(), error = %e, "could not shrink the ISR");
             }
         }
@@ -189,7 +191,44 @@ mod tests {
             .await
             .expect("the write that landed");
         assert_eq!(p.isr(), Some(vec![me]), "the leader did not hear of it");
-        settle_after_failure(&broker, &p).await;
+        settle_after_failure(&broker, &p, p.leader_epoch().expect("leads")).await;
         assert_eq!(p.isr(), Some(vec![me, 2]));
+    }
+
+    /// An addition decided in an earlier term, written late, is not written into a later one:
+    /// the follower was caught up by that term's measure, not by this one's.
+    #[tokio::test]
+    async fn an_earlier_terms_addition_is_not_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let broker = open_broker(dir.path()).await;
+        let p = one_partition(&broker, "late").await;
+        let key = keys::partition_state(p.topic_id(), p.index());
+        let (mut state, version) = read_state(&broker, &key)
+            .await
+            .expect("read")
+            .expect("stored");
+        let earlier = state.leader_epoch;
+        state.leader_epoch += 1;
+        state.replicas.push(2);
+        let version = broker
+            .store()
+            .put(&key, state.encode(), Expect::Version(version))
+            .await
+            .expect("a new term");
+        let role = Role::Leader {
+            epoch: earlier + 1,
+            isr: state.isr.clone(),
+        };
+        p.set_role(role, RoleSource::State(version), now_ms()).await;
+        let add = IsrChange::Add {
+            replica: 2,
+            incarnation: 1,
+        };
+        change_isr(&broker, &p, earlier, add).await.expect("change");
+        let (after, _) = read_state(&broker, &key)
+            .await
+            .expect("read")
+            .expect("stored");
+        assert_eq!(after.isr, state.isr);
     }
 }

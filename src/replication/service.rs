@@ -114,33 +114,25 @@ impl Replication for ReplicationService {
                 high_watermark = partition.high_watermark(),
                 "an in-sync follower fetches below the high watermark (it lost acknowledged data); removing it from the ISR"
             );
-            if let Err(e) = change_isr(
-                &self.broker,
-                &partition,
-                IsrChange::Evict(request.replica_id),
-            )
-            .await
-            {
+            let evict = IsrChange::Evict(request.replica_id);
+            if let Err(e) = change_isr(&self.broker, &partition, epoch, evict).await {
                 tracing::warn!(partition = partition.index(), replica = request.replica_id, error = %e, "could not remove a follower from the ISR");
             }
         }
-        if partition.follower_fetched(request.replica_id, fetch_offset, now_ms(), max_lag) {
-            let (broker, p, replica, incarnation) = (
-                Arc::clone(&self.broker),
-                Arc::clone(&partition),
-                request.replica_id,
-                request.replica_incarnation,
-            );
+        if let Some(ticket) =
+            partition.follower_fetched(request.replica_id, fetch_offset, now_ms(), max_lag)
+        {
+            let (broker, p) = (Arc::clone(&self.broker), Arc::clone(&partition));
+            let change = IsrChange::Add {
+                replica: ticket.replica,
+                incarnation: request.replica_incarnation,
+            };
             tokio::spawn(async move {
-                let change = IsrChange::Add {
-                    replica,
-                    incarnation,
-                };
-                if let Err(e) = change_isr(&broker, &p, change).await {
-                    tracing::warn!(partition = p.index(), replica, error = %e, "could not add a follower to the ISR");
-                    settle_after_failure(&broker, &p).await;
+                if let Err(e) = change_isr(&broker, &p, ticket.epoch, change).await {
+                    tracing::warn!(partition = p.index(), replica = ticket.replica, error = %e, "could not add a follower to the ISR");
+                    settle_after_failure(&broker, &p, ticket.epoch).await;
                 }
-                p.joined_or_not(replica);
+                p.joined_or_not(ticket);
             });
         }
         if fetch_offset >= partition.log_end_offset() {
