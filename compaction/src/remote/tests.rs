@@ -76,7 +76,7 @@ fn tiered_log(
     dir: &Path,
     updates: &[(String, Option<String>)],
     compression: Compression,
-) -> PartitionLog {
+) -> Arc<PartitionLog> {
     let log_config = LogConfig {
         segment_bytes: 3_000,
         index_interval_bytes: 300,
@@ -93,7 +93,7 @@ fn tiered_log(
         log.append(&keyed_batch(chunk, 1_000, compression), options)
             .expect("append");
     }
-    log
+    Arc::new(log)
 }
 
 fn limits() -> RemoteLimits {

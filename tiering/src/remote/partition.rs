@@ -173,7 +173,7 @@ impl RemotePartition {
     /// gets [`LogError::Fenced`]. Returns how many were uploaded.
     pub async fn offload(
         &self,
-        log: &PartitionLog,
+        log: &Arc<PartitionLog>,
         leader_epoch: i32,
         committed_end: i64,
         now_ms: i64,
@@ -210,18 +210,24 @@ impl RemotePartition {
 
     async fn offload_pending(
         &self,
-        log: &PartitionLog,
+        log: &Arc<PartitionLog>,
         leader_epoch: i32,
         committed_end: i64,
         now_ms: i64,
     ) -> Result<usize> {
-        if log.roll_if_due(now_ms)? {
-            tracing::debug!(log = %log.dir().display(), "rolled an idle active segment so it can be offloaded");
-        }
         // A segment goes to the bucket only once it is durable here (the flush scheduler's work,
         // done now if it has not come yet): a leader back from a power loss must never hold less
-        // than the bucket, or its next appends would reuse offsets the bucket already has.
-        log.flush_sealed()?;
+        // than the bucket, or its next appends would reuse offsets the bucket already has. The
+        // roll and the fsyncs run on a blocking thread, off the async workers.
+        let blocking = Arc::clone(log);
+        tokio::task::spawn_blocking(move || {
+            if blocking.roll_if_due(now_ms)? {
+                tracing::debug!(log = %blocking.dir().display(), "rolled an idle active segment so it can be offloaded");
+            }
+            blocking.flush_sealed()
+        })
+        .await
+        .map_err(|e| LogError::io(log.dir(), std::io::Error::other(e)))??;
         let sealed = log.sealed_segments()?;
         // A roll between the two calls above seals a segment the flush did not cover.
         let durable_end = log.durable_end();

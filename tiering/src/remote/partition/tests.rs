@@ -77,8 +77,9 @@ impl Fixture {
         (tier, metrics)
     }
 
-    fn log(&self, name: &str, start: i64) -> PartitionLog {
-        PartitionLog::open_at(&self.dir.path().join(name), config(), start, 0).expect("log")
+    fn log(&self, name: &str, start: i64) -> Arc<PartitionLog> {
+        let dir = self.dir.path().join(name);
+        Arc::new(PartitionLog::open_at(&dir, config(), start, 0).expect("log"))
     }
 
     async fn object_count(&self) -> usize {
@@ -204,16 +205,18 @@ async fn offloaded_segments_read_back_identically_and_only_then_leave_local_disk
 #[tokio::test]
 async fn a_sequential_replay_gets_each_segment_once() {
     let f = Fixture::new();
-    let log = PartitionLog::open_at(
-        &f.dir.path().join("p0"),
-        LogConfig {
-            segment_bytes: 40_000,
-            ..config()
-        },
-        0,
-        0,
-    )
-    .expect("log");
+    let log = Arc::new(
+        PartitionLog::open_at(
+            &f.dir.path().join("p0"),
+            LogConfig {
+                segment_bytes: 40_000,
+                ..config()
+            },
+            0,
+            0,
+        )
+        .expect("log"),
+    );
     let original = fill(&log, 500);
     let (writer, _) = f.tier_with("c1", 1 << 20).await;
     let remote = RemotePartition::open(writer, f.topic, 0)
