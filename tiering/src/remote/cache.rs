@@ -463,8 +463,11 @@ impl ChunkCache {
     ) -> Result<u64> {
         let start = chunks.start * self.chunk_bytes;
         let end = (chunks.end * self.chunk_bytes).min(object_bytes);
+        // The whole object goes without a range: some stores (moto) answer a ranged GET by
+        // copying the range out of the whole object.
+        let whole = start == 0 && end == object_bytes;
         let options = GetOptions {
-            range: Some(GetRange::Bounded(start..end)),
+            range: (!whole).then_some(GetRange::Bounded(start..end)),
             ..GetOptions::default()
         };
         let mut stream = self
@@ -477,6 +480,12 @@ impl ChunkCache {
         let mut buffer = BytesMut::new();
         while let Some(piece) = stream.next().await {
             let mut piece = piece.map_err(|e| LogError::object_store(key, e))?;
+            if position + (buffer.len() + piece.len()) as u64 > end {
+                return Err(LogError::CorruptRemote {
+                    key: key.to_string(),
+                    reason: format!("the object runs past {end} bytes"),
+                });
+            }
             while !piece.is_empty() {
                 let chunk_end = ((position / self.chunk_bytes + 1) * self.chunk_bytes).min(end);
                 let need = (chunk_end - position) as usize - buffer.len();

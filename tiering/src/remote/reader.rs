@@ -101,6 +101,7 @@ impl RemoteReader {
                 u64::from(offsets.lookup(relative).1)
             }
         };
+        self.stream_from(segment, from);
         let Some(start) = self
             .scan(segment, from, |h| h.last_offset() >= offset)
             .await?
@@ -345,6 +346,35 @@ impl RemoteReader {
         state.offset = served.offset;
         state.next_offset = served.next_offset;
         state.window
+    }
+
+    /// A read about to start at `position` of `segment`: starts a read-ahead stream at the first
+    /// chunk of the first window's worth from there that is neither cached nor streamed already,
+    /// which the read then joins. A reader's first read of a segment would otherwise GET a span
+    /// of its own before the read-ahead GETs the rest: two requests per segment where one does,
+    /// and a store that serves a ranged GET at the cost of the whole object (moto) pays twice.
+    fn stream_from(&self, segment: &RemoteSegment, position: u64) {
+        let chunk = self.cache.chunk_bytes();
+        let log_chunks = segment.log_bytes.div_ceil(chunk);
+        let first = position / chunk;
+        if first >= log_chunks {
+            return;
+        }
+        let reach = (first + self.read_ahead_chunks.max(1)).min(log_chunks);
+        let Some(claim) = self.cache.claim(
+            &segment.key,
+            first..reach,
+            log_chunks,
+            segment.object_bytes(),
+        ) else {
+            return;
+        };
+        let cache = Arc::clone(&self.cache);
+        tokio::spawn(async move {
+            if let Err(e) = cache.stream_claimed(claim).await {
+                tracing::debug!(error = %e, "read-ahead failed");
+            }
+        });
     }
 
     /// Read-ahead after `served`: for each segment the partition's window reaches into (it

@@ -137,6 +137,24 @@ async fn a_read_ahead_stream_caches_every_chunk_with_one_get() {
     assert!(stream(&cache, "missing", 0, 4, 40_000).await.is_err());
 }
 
+/// A whole object is streamed without a range: an object longer than the manifest says is an
+/// error, not data.
+#[tokio::test]
+async fn a_stream_of_an_object_longer_than_recorded_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cache, _, _) = counted_cache(dir.path()).await;
+    let streamed = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream(&cache, "obj", 0, 100, 30_000),
+    )
+    .await
+    .expect("the stream ends");
+    assert!(
+        matches!(streamed, Err(LogError::CorruptRemote { .. })),
+        "{streamed:?}"
+    );
+}
+
 #[tokio::test]
 async fn claimed_chunks_are_fetched_once_and_released_after() {
     let dir = tempfile::tempdir().expect("tempdir");
