@@ -163,7 +163,14 @@ impl PartitionLog {
     /// Opens the log like [`PartitionLog::open`]; a log with no segments starts at `start_offset`
     /// (where the remote tier ends, for a broker whose local copy is gone).
     pub fn open_at(dir: &Path, config: LogConfig, start_offset: i64, now_ms: i64) -> Result<Self> {
-        fs::create_dir_all(dir).map_err(|e| LogError::io(dir, e))?;
+        if !dir.exists() {
+            fs::create_dir_all(dir).map_err(|e| LogError::io(dir, e))?;
+            // The new directory's own entry, or a crash could lose the log with its parent's
+            // unsynced change.
+            if let Some(parent) = dir.parent() {
+                epochs::sync_dir(parent)?;
+            }
+        }
         cleaned::recover_swap(dir)?;
         let marker = dir.join(CLEAN_SHUTDOWN);
         let clean = marker.exists();
@@ -211,6 +218,7 @@ impl PartitionLog {
         if segments.is_empty() {
             let segment =
                 Segment::create(dir, log_start_offset, config.index_interval_bytes, now_ms)?;
+            epochs::sync_dir(dir)?;
             segments.insert(log_start_offset, segment);
         }
         let mut state = LogState {
@@ -529,6 +537,7 @@ impl PartitionLog {
             state.remote_end_offset,
             now_ms,
         );
+        let start_before = state.log_start_offset;
         for base in &doomed {
             if let Some(segment) = state.segments.remove(base) {
                 segment.delete()?;
@@ -538,10 +547,7 @@ impl PartitionLog {
                     .next()
                     .copied()
                     .unwrap_or(segment.next_offset());
-                if next > state.log_start_offset {
-                    state.log_start_offset = next;
-                    write_log_start(&self.dir, next)?;
-                }
+                state.log_start_offset = state.log_start_offset.max(next);
                 tracing::info!(
                     log = %self.dir.display(),
                     base_offset = base,
@@ -549,6 +555,12 @@ impl PartitionLog {
                     "deleted a segment by retention"
                 );
             }
+        }
+        // Once for the whole deletion, not per segment (each write is two fsyncs under the
+        // lock appends wait for). A crash before it leaves the older start, and the open takes
+        // the first remaining segment's base over it.
+        if state.log_start_offset > start_before {
+            write_log_start(&self.dir, state.log_start_offset)?;
         }
         Ok(doomed.len())
     }
@@ -720,12 +732,14 @@ fn open_segments(
             break;
         }
     }
-    // Sealed segments whose indexes were rebuilt get their files written again (the flush
-    // scheduler fsyncs them with the segment): stale files would be adopted at the next open.
+    // Sealed segments whose indexes were rebuilt get their files written again, durably: stale
+    // files would be adopted at the next open, and the flush scheduler passes over segments
+    // below the recovery point.
     let last = segments.keys().next_back().copied();
     for (base, segment) in &mut segments {
         if Some(*base) != last && segment.rebuilt() {
             segment.seal()?;
+            segment.durable_files().sync()?;
         }
     }
     Ok(segments)

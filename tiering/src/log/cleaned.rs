@@ -158,6 +158,7 @@ impl PartitionLog {
         let dir = self.dir.join(CLEANING_DIR);
         remove_dir_if_present(&dir)?;
         fs::create_dir_all(&dir).map_err(|e| LogError::io(&dir, e))?;
+        sync_dir(&self.dir)?;
         Ok(dir)
     }
 
