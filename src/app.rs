@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::{Broker, run_cluster_sync, run_compaction, run_housekeeping, started_empty};
 use crate::cluster::controller::{Liveness, run_controller};
+use crate::cluster::view::read_partitions;
 use crate::error::BrokerError;
 use crate::group::run_group_timers;
 use crate::metadata::MetadataStore;
@@ -97,9 +98,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartupError> {
     } else {
         new_incarnation()
     };
-    let started_empty = started_empty(&dir)
-        .map_err(|e| data_dir_error(format!("cannot tell whether it holds logs: {e}")))?;
-    let record = BrokerRecord {
+    let record = |started_empty| BrokerRecord {
         broker_id: settings.broker_id,
         host: settings.advertised_host.clone(),
         port: settings.advertised_port,
@@ -108,11 +107,20 @@ pub async fn start(settings: Settings) -> Result<Running, StartupError> {
         incarnation,
         started_empty,
     };
+    // Whether it came back without its logs is told from the partition states it was in sync
+    // for, read before it registers.
+    let started_empty = |partitions| {
+        started_empty(&dir, settings.broker_id, partitions)
+            .map_err(|e| data_dir_error(format!("cannot tell whether it holds logs: {e}")))
+    };
     let (store, registration, liveness): (Arc<dyn MetadataStore>, _, _) =
         if settings.etcd.is_empty() {
             let embedded =
                 EmbeddedStore::open(&dir.join("metadata.json")).map_err(BrokerError::from)?;
-            register_embedded(&embedded, &record)
+            let partitions = read_partitions(&embedded)
+                .await
+                .map_err(BrokerError::from)?;
+            register_embedded(&embedded, &record(started_empty(&partitions)?))
                 .await
                 .map_err(BrokerError::from)?;
             (Arc::new(embedded), None, Liveness::Embedded)
@@ -120,6 +128,8 @@ pub async fn start(settings: Settings) -> Result<Running, StartupError> {
             let etcd = EtcdStore::connect(&settings.etcd, &settings.cluster_name)
                 .await
                 .map_err(BrokerError::from)?;
+            let partitions = read_partitions(&etcd).await.map_err(BrokerError::from)?;
+            let record = record(started_empty(&partitions)?);
             let timeout = Duration::from_millis(settings.broker_session_timeout_ms);
             let registration = Registration::register(etcd.clone(), record, timeout).await?;
             let liveness = Liveness::Lease {

@@ -241,9 +241,7 @@ impl Broker {
     }
 
     fn partition_dir(&self, id: Uuid, index: i32) -> PathBuf {
-        self.logs_dir()
-            .join(id.simple().to_string())
-            .join(index.to_string())
+        empty_start::partition_dir(&self.settings.data_dir, id, index)
     }
 
     async fn open_partition(

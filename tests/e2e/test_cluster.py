@@ -251,13 +251,15 @@ def test_a_follower_back_empty_is_never_elected_over_one_that_stayed_up(
 
 
 @pytest.mark.timeout(240)
+@pytest.mark.parametrize("lost", ["data-dir", "one-partition"])
 def test_a_whole_cluster_restart_elects_a_replica_back_with_its_log_over_an_emptied_one(
-        broker_factory, etcd, tmp_path, topic_name):  # noqa: F811
+        broker_factory, etcd, tmp_path, topic_name, lost):  # noqa: F811
     """Every broker is killed at once, so nobody takes anyone out of the ISR, and the first
-    replica comes back with a wiped data directory, and restarts once more before the others are
-    back (by then it has created its partitions' directories, empty). All members restarted: the
-    controller waits for every one of them, then must elect one that kept its log, not the first
-    in replica order (whose empty log the others would truncate to)."""
+    replica comes back without the partition's log (its whole data directory wiped, or only that
+    partition's directory lost while another topic's stays), and restarts once more before the
+    others are back (by then it has created the partition's directory, empty). All members
+    restarted: the controller waits for every one of them, then must elect one that kept its
+    log, not the first in replica order (whose empty log the others would truncate to)."""
     import shutil
 
     c = Cluster(broker_factory, etcd, tmp_path)
@@ -268,16 +270,25 @@ def test_a_whole_cluster_restart_elects_a_replica_back_with_its_log_over_an_empt
                                   config={"min.insync.replicas": "2"})])[topic].result(30)
     c.wait_isr(topic, 3)
     assert c.leader(topic) == emptied
+    logs = c.brokers[emptied].data_dir / "logs"
+    [topic_dir] = list(logs.iterdir())
+    if lost == "one-partition":
+        untouched = topic_name()
+        admin.create_topics([NewTopic(untouched, num_partitions=1, replica_assignment=[[emptied, kept, other]])])[
+            untouched].result(30)
+        c.wait_isr(untouched, 3)
     written = [(b"k", f"{i}".encode()) for i in range(200)]
     assert not h.produce_all(h.producer(c.bootstrap(), acks="all", **{"enable.idempotence": False}),
                              topic, written, partition=0).failed
     for b in c.brokers.values():
         b.kill9()
-    shutil.rmtree(c.brokers[emptied].data_dir)
+    if lost == "data-dir":
+        shutil.rmtree(c.brokers[emptied].data_dir)
+    else:
+        shutil.rmtree(topic_dir / "0")
+        assert any(p.is_dir() for p in logs.glob("*/*")), "another partition's log stays"
     c.brokers[emptied].start()
-    partition_dirs = c.brokers[emptied].data_dir / "logs"
-    wait_until(lambda: any(p.is_dir() for p in partition_dirs.glob("*/*")), 30,
-               "the emptied broker to open its partition")
+    wait_until(lambda: (topic_dir / "0").is_dir(), 30, "the emptied broker to open its partition")
     c.brokers[emptied].kill9()
     for i in (emptied, kept, other):
         c.brokers[i].start()
