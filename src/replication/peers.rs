@@ -22,7 +22,7 @@ impl Peers {
     ) -> Result<ReplicationClient<Channel>, tonic::transport::Error> {
         let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(channel) = channels.get(address) {
-            return Ok(ReplicationClient::new(channel.clone()));
+            return Ok(client(channel.clone()));
         }
         let channel = Endpoint::from_shared(format!("http://{address}"))?
             .connect_timeout(Duration::from_secs(2))
@@ -31,6 +31,16 @@ impl Peers {
             .keep_alive_timeout(Duration::from_secs(5))
             .connect_lazy();
         channels.insert(address.to_string(), channel.clone());
-        Ok(ReplicationClient::new(channel))
+        Ok(client(channel))
     }
+}
+
+/// The largest replication response a follower takes: a leader returns a first batch larger
+/// than the fetch's `max_bytes` whole (a topic's `max.message.bytes` may be far above it), and a
+/// record batch's length is an `i32`. tonic's default of 4 MiB refused such a response, and the
+/// follower never caught up.
+const MAX_RESPONSE_BYTES: usize = i32::MAX as usize;
+
+fn client(channel: Channel) -> ReplicationClient<Channel> {
+    ReplicationClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES)
 }

@@ -302,6 +302,25 @@ def test_a_whole_cluster_restart_elects_a_replica_back_with_its_log_over_an_empt
 
 
 @pytest.mark.timeout(240)
+def test_a_batch_larger_than_a_replication_fetch_is_replicated(cluster, topic_name):
+    """A topic may take batches far larger than a replication fetch (`max.message.bytes`): the
+    leader returns such a batch whole, and the follower must take the response, or it never
+    catches up and acks=all can never be answered."""
+    topic = topic_name()
+    create_replicated(cluster, topic, {"min.insync.replicas": "3", "max.message.bytes": str(16 << 20)})
+    big = os.urandom(6 << 20)
+    p = h.producer(cluster.bootstrap(), acks="all", **{
+        "enable.idempotence": False, "message.max.bytes": 20 << 20, "compression.type": "none",
+        "message.timeout.ms": 30000})
+    assert not h.produce_all(p, topic, [(b"k", big), (b"k", b"small")], partition=0).failed
+    for via in cluster.brokers:
+        got = h.consume_partitions(cluster.bootstrap(via), topic, [0], timeout=60,
+                                   **{"fetch.max.bytes": 64 << 20, "max.partition.fetch.bytes": 32 << 20,
+                                      "receive.message.max.bytes": 80 << 20})[0]
+        assert [m.value for m in got] == [big, b"small"], f"broker {via}"
+
+
+@pytest.mark.timeout(240)
 def test_a_lagging_follower_leaves_the_isr_by_time_and_comes_back(broker_factory, etcd, tmp_path, topic_name):  # noqa: F811
     # Sessions outlive the pause: only the leader's lag check (replica.lag.time.max.ms = 4 s) can
     # drop the paused follower, not the controller.
