@@ -233,7 +233,15 @@ impl Partition {
                         .or_insert_with(|| Progress::new(now_ms));
                 }
             }
-            self.role.send_replace(role);
+            // Watchers wake only for a different role: a follower's fetch or a leader's waiting
+            // replication fetches end when the role they serve changes, not at every sync.
+            self.role.send_if_modified(|current| {
+                let differs = *current != role;
+                if differs {
+                    *current = role;
+                }
+                differs
+            });
             changed
         };
         self.advance_high_watermark();

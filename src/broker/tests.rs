@@ -260,6 +260,24 @@ async fn an_older_state_does_not_bring_back_an_earlier_term() {
     assert_eq!(p.role(), follower);
 }
 
+/// A sync re-applies every partition's state: the same role again must not wake its watchers
+/// (a follower's fetch and a leader's waiting replication fetches end when their role changes).
+#[tokio::test]
+async fn the_same_role_again_does_not_wake_its_watchers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = open(dir.path()).await;
+    let p = one_partition(&broker, "same-role").await;
+    let (epoch, version) = term(&broker, &p).await;
+    let me = broker.settings().broker_id;
+    let mut watcher = p.watch_role();
+    watcher.borrow_and_update();
+    p.set_role(p.role(), state(version + 1), now_ms()).await;
+    assert!(!watcher.has_changed().expect("open"));
+    p.set_role(leader(epoch, vec![me, 2]), state(version + 2), now_ms())
+        .await;
+    assert!(watcher.has_changed().expect("open"));
+}
+
 /// Closing is final: a state read before it does not bring the partition back.
 #[tokio::test]
 async fn no_state_changes_a_closed_partitions_role() {

@@ -164,11 +164,14 @@ impl PartitionLog {
     /// (where the remote tier ends, for a broker whose local copy is gone).
     pub fn open_at(dir: &Path, config: LogConfig, start_offset: i64, now_ms: i64) -> Result<Self> {
         if !dir.exists() {
+            // Every directory created (a new topic's too) gets its entry fsynced, or a crash
+            // could lose the log with its parent's unsynced change.
+            let created: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
             fs::create_dir_all(dir).map_err(|e| LogError::io(dir, e))?;
-            // The new directory's own entry, or a crash could lose the log with its parent's
-            // unsynced change.
-            if let Some(parent) = dir.parent() {
-                epochs::sync_dir(parent)?;
+            for new in created {
+                if let Some(parent) = new.parent() {
+                    epochs::sync_dir(parent)?;
+                }
             }
         }
         cleaned::recover_swap(dir)?;
@@ -538,9 +541,13 @@ impl PartitionLog {
             now_ms,
         );
         let start_before = state.log_start_offset;
+        let mut deleted = Ok(());
         for base in &doomed {
             if let Some(segment) = state.segments.remove(base) {
-                segment.delete()?;
+                if let Err(e) = segment.delete() {
+                    deleted = Err(e);
+                    break;
+                }
                 let next = state
                     .segments
                     .keys()
@@ -562,7 +569,7 @@ impl PartitionLog {
         if state.log_start_offset > start_before {
             write_log_start(&self.dir, state.log_start_offset)?;
         }
-        Ok(doomed.len())
+        deleted.map(|()| doomed.len())
     }
 
     /// Rolls the active segment if it holds data and is older than `segment.ms`, so an idle
