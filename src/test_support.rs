@@ -107,7 +107,7 @@ pub(crate) async fn partitions_awaiting_a_follower(
         let role = Role::Leader { epoch, isr };
         let version = stored_version(broker, &partition).await;
         partition
-            .set_role(role, RoleSource::State(version), now_ms())
+            .set_role(role, RoleSource::State { version, epoch }, now_ms())
             .await;
         partitions.push(partition);
     }

@@ -28,9 +28,15 @@ pub enum Role {
 /// Where a new role comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RoleSource {
-    /// The partition state, read from the metadata store at this version. Versions grow with
-    /// every write, so a role read at a version older than the one applied is out of date.
-    State(u64),
+    /// The partition state, read from the metadata store at `version`, naming leader epoch
+    /// `epoch`. Versions grow with every write, so a state older than the one applied is out of
+    /// date, unless its epoch is newer (a store restored from a snapshot writes lower versions).
+    State {
+        /// The store version of the state.
+        version: u64,
+        /// Its leader epoch.
+        epoch: i32,
+    },
     /// This broker stops serving the partition: the role is final, later states are ignored.
     Closing,
 }

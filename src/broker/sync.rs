@@ -171,7 +171,10 @@ impl Broker {
             }
         };
         let was_leader = matches!(partition.role(), Role::Leader { .. });
-        let source = RoleSource::State(stored.version);
+        let source = RoleSource::State {
+            version: stored.version,
+            epoch: state.leader_epoch,
+        };
         if !partition.set_role(role, source, now_ms()).await {
             return Ok(());
         }

@@ -77,7 +77,7 @@ pub async fn change_isr(
             isr: state.isr,
         };
         partition
-            .set_role(role, RoleSource::State(version), now_ms())
+            .set_role(role, RoleSource::State { version, epoch }, now_ms())
             .await;
         return Ok(());
     }
@@ -91,7 +91,14 @@ pub async fn change_isr(
         isr: next.isr,
     };
     partition
-        .set_role(role, RoleSource::State(new_version), now_ms())
+        .set_role(
+            role,
+            RoleSource::State {
+                version: new_version,
+                epoch,
+            },
+            now_ms(),
+        )
         .await;
     Ok(())
 }
@@ -127,7 +134,7 @@ pub async fn settle_after_failure(broker: &Broker, partition: &Partition, epoch:
                         isr: state.isr,
                     };
                     partition
-                        .set_role(role, RoleSource::State(version), now_ms())
+                        .set_role(role, RoleSource::State { version, epoch }, now_ms())
                         .await;
                 }
                 return;
@@ -219,7 +226,11 @@ mod tests {
             epoch: earlier + 1,
             isr: state.isr.clone(),
         };
-        p.set_role(role, RoleSource::State(version), now_ms()).await;
+        let source = RoleSource::State {
+            version,
+            epoch: earlier + 1,
+        };
+        p.set_role(role, source, now_ms()).await;
         let add = IsrChange::Add {
             replica: 2,
             incarnation: 1,
