@@ -209,12 +209,7 @@ async fn an_earlier_terms_addition_ending_does_not_release_a_later_joiner() {
     let earlier = p
         .follower_fetched(2, 0, now_ms(), 30_000)
         .expect("caught up: joins");
-    p.set_role(
-        leader(epoch + 1, vec![me]),
-        state(version + 1, epoch + 1),
-        now_ms(),
-    )
-    .await;
+    take(&p, leader(epoch + 1, vec![me]), version + 1).await;
     let later = p
         .follower_fetched(2, 0, now_ms(), 30_000)
         .expect("the new term starts its own addition");
@@ -233,10 +228,8 @@ async fn a_leader_does_not_take_an_older_state_of_its_term() {
     let (epoch, version) = term(&broker, &p).await;
     let me = broker.settings().broker_id;
     let newer = leader(epoch, vec![me, 2]);
-    p.set_role(newer.clone(), state(version + 2, epoch), now_ms())
-        .await;
-    p.set_role(leader(epoch, vec![me]), state(version + 1, epoch), now_ms())
-        .await;
+    take(&p, newer.clone(), version + 2).await;
+    take(&p, leader(epoch, vec![me]), version + 1).await;
     assert_eq!(p.role(), newer, "the ISR of the newer state stays");
 }
 
@@ -253,14 +246,8 @@ async fn an_older_state_does_not_bring_back_an_earlier_term() {
         leader: 2,
         epoch: epoch + 1,
     };
-    assert!(
-        p.set_role(follower.clone(), state(version + 2, epoch + 1), now_ms())
-            .await
-    );
-    assert!(
-        !p.set_role(leader(epoch, vec![me]), state(version + 1, epoch), now_ms())
-            .await
-    );
+    assert!(take(&p, follower.clone(), version + 2).await);
+    assert!(!take(&p, leader(epoch, vec![me]), version + 1).await);
     assert_eq!(p.role(), follower);
 }
 
@@ -273,24 +260,11 @@ async fn a_newer_term_is_taken_even_at_an_older_version() {
     let p = one_partition(&broker, "restored-store").await;
     let (epoch, version) = term(&broker, &p).await;
     let me = broker.settings().broker_id;
-    p.set_role(
-        leader(epoch, vec![me, 2]),
-        state(version + 10, epoch),
-        now_ms(),
-    )
-    .await;
+    take(&p, leader(epoch, vec![me, 2]), version + 10).await;
     let next = leader(epoch + 1, vec![me, 2]);
-    assert!(
-        p.set_role(next.clone(), state(version + 5, epoch + 1), now_ms())
-            .await
-    );
+    assert!(take(&p, next.clone(), version + 5).await);
     assert_eq!(p.role(), next);
-    p.set_role(
-        leader(epoch + 1, vec![me]),
-        state(version + 6, epoch + 1),
-        now_ms(),
-    )
-    .await;
+    take(&p, leader(epoch + 1, vec![me]), version + 6).await;
     assert_eq!(p.role(), leader(epoch + 1, vec![me]));
 }
 
@@ -305,15 +279,9 @@ async fn the_same_role_again_does_not_wake_its_watchers() {
     let me = broker.settings().broker_id;
     let mut watcher = p.watch_role();
     watcher.borrow_and_update();
-    p.set_role(p.role(), state(version + 1, epoch), now_ms())
-        .await;
+    take(&p, p.role(), version + 1).await;
     assert!(!watcher.has_changed().expect("open"));
-    p.set_role(
-        leader(epoch, vec![me, 2]),
-        state(version + 2, epoch),
-        now_ms(),
-    )
-    .await;
+    take(&p, leader(epoch, vec![me, 2]), version + 2).await;
     assert!(watcher.has_changed().expect("open"));
 }
 
@@ -331,12 +299,7 @@ async fn no_state_changes_a_closed_partitions_role() {
         now_ms(),
     )
     .await;
-    p.set_role(
-        leader(epoch + 1, vec![me]),
-        state(version + 1, epoch + 1),
-        now_ms(),
-    )
-    .await;
+    take(&p, leader(epoch + 1, vec![me]), version + 1).await;
     assert_eq!(p.role(), replica::Role::Offline);
 }
 
@@ -350,30 +313,13 @@ async fn a_leader_epoch_below_the_logs_latest_takes_the_partition_offline() {
     let p = one_partition(&broker, "restored").await;
     let (epoch, version) = term(&broker, &p).await;
     let me = broker.settings().broker_id;
-    p.set_role(
-        leader(epoch + 3, vec![me]),
-        state(version + 1, epoch + 3),
-        now_ms(),
-    )
-    .await;
+    take(&p, leader(epoch + 3, vec![me]), version + 1).await;
     p.append(batch(&["a"]), options()).await.expect("append");
     assert_eq!(p.latest_epoch(), Some(epoch + 3));
-    assert!(
-        p.set_role(
-            leader(epoch + 1, vec![me]),
-            state(version + 2, epoch + 1),
-            now_ms()
-        )
-        .await
-    );
+    assert!(take(&p, leader(epoch + 1, vec![me]), version + 2).await);
     assert_eq!(p.role(), replica::Role::Offline);
     assert!(p.append(batch(&["b"]), options()).await.is_err());
-    p.set_role(
-        leader(epoch + 4, vec![me]),
-        state(version + 3, epoch + 4),
-        now_ms(),
-    )
-    .await;
+    take(&p, leader(epoch + 4, vec![me]), version + 3).await;
     assert_eq!(
         p.role(),
         leader(epoch + 4, vec![me]),
@@ -391,22 +337,12 @@ async fn a_follower_joins_a_new_leaders_isr_only_with_what_the_term_began_with()
     let (epoch, version) = term(&broker, &p).await;
     let me = broker.settings().broker_id;
     // Follower 2 never fetches: the high watermark stays where it was.
-    p.set_role(
-        leader(epoch, vec![me, 2]),
-        state(version + 1, epoch),
-        now_ms(),
-    )
-    .await;
+    take(&p, leader(epoch, vec![me, 2]), version + 1).await;
     p.append(batch(&["a", "b", "c", "d"]), options())
         .await
         .expect("append");
     assert_eq!(p.high_watermark(), 0);
-    p.set_role(
-        leader(epoch + 1, vec![me, 2]),
-        state(version + 2, epoch + 1),
-        now_ms(),
-    )
-    .await;
+    take(&p, leader(epoch + 1, vec![me, 2]), version + 2).await;
     assert!(
         p.follower_fetched(3, 3, now_ms(), 30_000).is_none(),
         "at the high watermark but short of the term's start"
@@ -423,20 +359,10 @@ async fn an_append_waits_for_the_high_watermark_of_its_own_term() {
     let p = one_partition(&broker, "epochs").await;
     let (epoch, version) = term(&broker, &p).await;
     let me = broker.settings().broker_id;
-    p.set_role(
-        leader(epoch, vec![me, 2]),
-        state(version + 1, epoch),
-        now_ms(),
-    )
-    .await;
+    take(&p, leader(epoch, vec![me, 2]), version + 1).await;
     let out = p.append(batch(&["a"]), options()).await.expect("append");
     assert_eq!(out.leader_epoch, epoch);
-    p.set_role(
-        leader(epoch + 1, vec![me]),
-        state(version + 2, epoch + 1),
-        now_ms(),
-    )
-    .await;
+    take(&p, leader(epoch + 1, vec![me]), version + 2).await;
     assert!(
         p.high_watermark() > out.last_offset,
         "the new term's high watermark covers it"
@@ -466,6 +392,9 @@ fn leader(epoch: i32, isr: Vec<i32>) -> replica::Role {
     replica::Role::Leader { epoch, isr }
 }
 
-fn state(version: u64, epoch: i32) -> replica::RoleSource {
-    replica::RoleSource::State { version, epoch }
+/// Gives `p` `role` as read from a partition state at `version`, of the role's epoch.
+async fn take(p: &Partition, role: replica::Role, version: u64) -> bool {
+    let epoch = role.epoch().expect("a role of a term");
+    let source = replica::RoleSource::State { version, epoch };
+    p.set_role(role, source, now_ms()).await
 }

@@ -178,25 +178,40 @@ mod tests {
     use super::*;
     use crate::test_support::{one_partition, open_broker};
 
+    /// Changes `p`'s stored state with `change` behind the broker's back; returns the new state
+    /// and its version.
+    async fn rewrite_state(
+        broker: &Broker,
+        p: &Partition,
+        change: impl FnOnce(&mut PartitionState),
+    ) -> (PartitionState, u64) {
+        let key = keys::partition_state(p.topic_id(), p.index());
+        let (mut state, version) = read_state(broker, &key)
+            .await
+            .expect("read")
+            .expect("stored");
+        change(&mut state);
+        let version = broker
+            .store()
+            .put(&key, state.encode(), Expect::Version(version))
+            .await
+            .expect("write");
+        (state, version)
+    }
+
     /// A failed write may have landed: the leader takes the ISR the store holds.
     #[tokio::test]
     async fn after_a_failed_change_the_leader_takes_the_stored_isr() {
         let dir = tempfile::tempdir().expect("tempdir");
         let broker = open_broker(dir.path()).await;
         let p = one_partition(&broker, "settle").await;
-        let key = keys::partition_state(p.topic_id(), p.index());
-        let (mut state, version) = read_state(&broker, &key)
-            .await
-            .expect("read")
-            .expect("stored");
         let me = broker.settings().broker_id;
-        assert_eq!(state.isr, vec![me]);
-        state.isr.push(2);
-        broker
-            .store()
-            .put(&key, state.encode(), Expect::Version(version))
-            .await
-            .expect("the write that landed");
+        // The write that landed.
+        rewrite_state(&broker, &p, |state| {
+            assert_eq!(state.isr, vec![me]);
+            state.isr.push(2);
+        })
+        .await;
         assert_eq!(p.isr(), Some(vec![me]), "the leader did not hear of it");
         settle_after_failure(&broker, &p, p.leader_epoch().expect("leads")).await;
         assert_eq!(p.isr(), Some(vec![me, 2]));
@@ -209,19 +224,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let broker = open_broker(dir.path()).await;
         let p = one_partition(&broker, "late").await;
-        let key = keys::partition_state(p.topic_id(), p.index());
-        let (mut state, version) = read_state(&broker, &key)
-            .await
-            .expect("read")
-            .expect("stored");
-        let earlier = state.leader_epoch;
-        state.leader_epoch += 1;
-        state.replicas.push(2);
-        let version = broker
-            .store()
-            .put(&key, state.encode(), Expect::Version(version))
-            .await
-            .expect("a new term");
+        let earlier = p.leader_epoch().expect("leads");
+        let (state, version) = rewrite_state(&broker, &p, |state| {
+            state.leader_epoch += 1;
+            state.replicas.push(2);
+        })
+        .await;
         let role = Role::Leader {
             epoch: earlier + 1,
             isr: state.isr.clone(),
@@ -236,6 +244,7 @@ mod tests {
             incarnation: 1,
         };
         change_isr(&broker, &p, earlier, add).await.expect("change");
+        let key = keys::partition_state(p.topic_id(), p.index());
         let (after, _) = read_state(&broker, &key)
             .await
             .expect("read")

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 
-use super::cache::ChunkCache;
+use super::cache::{ChunkCache, Claim};
 use super::manifest::{Manifest, RemoteSegment};
 use super::metrics::TieringMetrics;
 use crate::batch::{self, BatchHeader, HEADER_SIZE, LOG_OVERHEAD};
@@ -361,14 +361,18 @@ impl RemoteReader {
             return;
         }
         let reach = (first + self.read_ahead_chunks.max(1)).min(log_chunks);
-        let Some(claim) = self.cache.claim(
+        if let Some(claim) = self.cache.claim(
             &segment.key,
             first..reach,
             log_chunks,
             segment.object_bytes(),
-        ) else {
-            return;
-        };
+        ) {
+            self.stream(claim);
+        }
+    }
+
+    /// Streams a claimed run of chunks in the background.
+    fn stream(&self, claim: Claim) {
         let cache = Arc::clone(&self.cache);
         tokio::spawn(async move {
             if let Err(e) = cache.stream_claimed(claim).await {
@@ -406,12 +410,7 @@ impl RemoteReader {
                 current.object_bytes(),
             );
             if let Some(claim) = claim {
-                let cache = Arc::clone(&self.cache);
-                tokio::spawn(async move {
-                    if let Err(e) = cache.stream_claimed(claim).await {
-                        tracing::debug!(error = %e, "read-ahead failed");
-                    }
-                });
+                self.stream(claim);
             }
             remaining -= reach - index;
             index = reach;
