@@ -262,6 +262,8 @@ def test_a_whole_cluster_restart_elects_a_replica_back_with_its_log_over_an_empt
     log, not the first in replica order (whose empty log the others would truncate to)."""
     import shutil
 
+    from test_etcd import etcd_get
+
     c = Cluster(broker_factory, etcd, tmp_path)
     emptied, kept, other = 1, 2, 3
     topic = topic_name()
@@ -285,6 +287,10 @@ def test_a_whole_cluster_restart_elects_a_replica_back_with_its_log_over_an_empt
                              topic, written, partition=0).failed
     for b in c.brokers.values():
         b.kill9()
+    # A whole-cluster restart: no registration outlives the processes, or the controller of the
+    # first broker back sees a killed one as up and fails over to it as it would for a live one.
+    wait_until(lambda: all(etcd_get(etcd, f"/strata/{c.name}/brokers/{i}") is None for i in c.brokers), 30,
+               "every broker's registration to expire")
     if lost == "data-dir":
         shutil.rmtree(c.brokers[emptied].data_dir)
     else:
