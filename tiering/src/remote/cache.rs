@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::{Bytes, BytesMut};
+
+use super::chunk_memory::ChunkBuffer;
 use foyer::{
     BlockEngineConfig, DeviceBuilder, Event, EventListener, FsDeviceBuilder, HybridCache,
     HybridCacheBuilder,
@@ -477,10 +479,11 @@ impl ChunkCache {
             .map_err(|e| LogError::object_store(key, e))?
             .into_stream();
         let mut position = start;
-        let mut buffer = BytesMut::new();
+        let mut buffer: Option<ChunkBuffer> = None;
         while let Some(piece) = stream.next().await {
             let mut piece = piece.map_err(|e| LogError::object_store(key, e))?;
-            if position + (buffer.len() + piece.len()) as u64 > end {
+            let buffered = buffer.as_ref().map_or(0, ChunkBuffer::filled);
+            if position + (buffered + piece.len()) as u64 > end {
                 return Err(LogError::CorruptRemote {
                     key: key.to_string(),
                     reason: format!("the object runs past {end} bytes"),
@@ -488,18 +491,18 @@ impl ChunkCache {
             }
             while !piece.is_empty() {
                 let chunk_end = ((position / self.chunk_bytes + 1) * self.chunk_bytes).min(end);
-                let need = (chunk_end - position) as usize - buffer.len();
-                let take = piece.split_to(need.min(piece.len()));
-                let complete = if buffer.is_empty() && take.len() == need {
-                    take
+                let chunk_len = (chunk_end - position) as usize;
+                let complete = if buffer.is_none() && piece.len() >= chunk_len {
+                    // A piece that holds the whole chunk is the chunk, without a copy.
+                    piece.split_to(chunk_len)
                 } else {
-                    // One allocation per chunk, not a copy per doubling.
-                    buffer.reserve(need);
-                    buffer.extend_from_slice(&take);
-                    if buffer.len() < (chunk_end - position) as usize {
+                    let mut chunk = buffer.take().unwrap_or_else(|| ChunkBuffer::new(chunk_len));
+                    let _ = piece.split_to(chunk.fill(&piece));
+                    if chunk.missing() > 0 {
+                        buffer = Some(chunk);
                         continue;
                     }
-                    buffer.split().freeze()
+                    chunk.freeze()
                 };
                 let index = position / self.chunk_bytes;
                 if !gate.turn(index).await {

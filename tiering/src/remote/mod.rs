@@ -56,6 +56,7 @@
 //! object.
 
 pub mod cache;
+pub mod chunk_memory;
 pub mod limiter;
 pub mod local_bucket;
 pub mod manifest;
