@@ -8,9 +8,10 @@
 //! the kernel for transparent huge pages (`MADV_HUGEPAGE`: honoured when THP is `always` or
 //! `madvise`, a no-op when it is `never`): a 4 MiB chunk faults twice. Measured in
 //! `benches/tiering_replay.py --mib 1536`: the broker's CPU per GiB of a cold replay fell from
-//! 1.00–1.12 to 0.64–0.87 core-seconds (BENCHMARKS.md). Smaller chunks, and any chunk whose
-//! mapping fails, use the heap: a mapping per small chunk would spend the process's limit on
-//! mappings (`vm.max_map_count`) for no gain.
+//! 1.00–1.26 to 0.64–1.05 core-seconds; a replay that only fills an empty memory tier gained
+//! nothing (BENCHMARKS.md). Smaller chunks, and any chunk whose mapping fails, use the heap: a
+//! mapping per small chunk would spend the process's limit on mappings (`vm.max_map_count`) for
+//! no gain.
 
 use bytes::Bytes;
 use memmap2::{Advice, MmapMut};
