@@ -12,8 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::{Bytes, BytesMut};
-
-use super::chunk_memory::ChunkBuffer;
 use foyer::{
     BlockEngineConfig, DeviceBuilder, Event, EventListener, FsDeviceBuilder, HybridCache,
     HybridCacheBuilder,
@@ -24,6 +22,7 @@ use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::oneshot;
 
+use super::chunk_memory::ChunkBuffer;
 use super::metrics::TieringMetrics;
 use super::pace::{PaceGate, Paces};
 use crate::error::{LogError, Result};

@@ -1,17 +1,18 @@
 //! Memory for the chunks a read-ahead stream assembles from a GET body.
 //!
 //! A cold replay fills the chunk cache with memory the broker has not touched before, and every
-//! 4 KiB page of it costs a page fault on first touch. Profiles of a cold replay put those faults
-//! at about a quarter of the broker's CPU (a 4 MiB chunk is 1,024 of them; the allocator maps
-//! and unmaps chunks that size on its own, so a freed chunk's pages do not come back warm). A
-//! chunk of at least [`HUGE_PAGE_BYTES`] therefore gets an anonymous mapping of its own that asks
-//! the kernel for transparent huge pages (`MADV_HUGEPAGE`: honoured when THP is `always` or
-//! `madvise`, a no-op when it is `never`): a 4 MiB chunk faults twice. Measured in
-//! `benches/tiering_replay.py --mib 1536`: the broker's CPU per GiB of a cold replay fell from
-//! 1.00–1.26 to 0.64–1.05 core-seconds; a replay that only fills an empty memory tier gained
-//! nothing (BENCHMARKS.md). Smaller chunks, and any chunk whose mapping fails, use the heap: a
-//! mapping per small chunk would spend the process's limit on mappings (`vm.max_map_count`) for
-//! no gain.
+//! 4 KiB page of it costs a page fault on first touch: 1,024 per 4 MiB chunk, about a quarter of
+//! the broker's CPU in profiles of a cold replay. A chunk of at least [`HUGE_PAGE_BYTES`]
+//! therefore gets an anonymous mapping of its own that asks the kernel for transparent huge pages
+//! (`MADV_HUGEPAGE`: honoured when THP is `always` or `madvise`, a no-op when it is `never`), so a
+//! 4 MiB chunk faults twice. Measured with `benches/tiering_replay.py --mib 1536`
+//! (BENCHMARKS.md): the broker's CPU per GiB of a cold replay fell from 1.00–1.26 to 0.64–1.05
+//! core-seconds; the same mappings without the advice were worse than the heap, so the gain is
+//! the huge pages. A replay that only fills an empty memory tier ran about 10% slower on the test
+//! VM (not explained yet).
+//!
+//! Smaller chunks, and any chunk whose mapping fails, use the heap: a mapping per small chunk
+//! would spend the process's limit on mappings (`vm.max_map_count`) for no gain.
 
 use bytes::Bytes;
 use memmap2::{Advice, MmapMut};
