@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import random
 import re
 import signal
 import socket
@@ -54,10 +55,35 @@ def strata_bin() -> Path:
     return target / "debug" / "strata"
 
 
+_handed_out: set[int] = set()
+
+
+def _ephemeral_ports() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port below the kernel's ephemeral range. A port the kernel hands out
+    itself (bind to 0) can be taken by any outgoing connection while a killed broker is down,
+    and its restart then fails with "address in use" (seen once in a full run)."""
+    low, _ = _ephemeral_ports()
+    first = 10000 if low > 11000 else 1024
+    for _ in range(1000):
+        port = random.randrange(first, low)
+        if port in _handed_out:
+            continue  # given to a process that may not have bound it yet
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free loopback port in {first}..{low}")
 
 
 def port_accepts(port: int, timeout: float = 0.5) -> bool:
