@@ -201,15 +201,12 @@ async fn a_follower_being_added_to_the_isr_holds_the_high_watermark() {
 /// current term: that one still holds the high watermark until its own write is over.
 #[tokio::test]
 async fn an_earlier_terms_addition_ending_does_not_release_a_later_joiner() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = open(dir.path()).await;
-    let p = one_partition(&broker, "generations").await;
-    let (epoch, version) = term(&broker, &p).await;
-    let me = broker.settings().broker_id;
+    let t = leading("generations").await;
+    let (p, epoch, version, me) = (&t.p, t.epoch, t.version, t.me);
     let earlier = p
         .follower_fetched(2, 0, now_ms(), 30_000)
         .expect("caught up: joins");
-    take(&p, leader(epoch + 1, vec![me]), version + 1).await;
+    take(p, leader(epoch + 1, vec![me]), version + 1).await;
     let later = p
         .follower_fetched(2, 0, now_ms(), 30_000)
         .expect("the new term starts its own addition");
@@ -222,14 +219,11 @@ async fn an_earlier_terms_addition_ending_does_not_release_a_later_joiner() {
 
 #[tokio::test]
 async fn a_leader_does_not_take_an_older_state_of_its_term() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = open(dir.path()).await;
-    let p = one_partition(&broker, "versions").await;
-    let (epoch, version) = term(&broker, &p).await;
-    let me = broker.settings().broker_id;
+    let t = leading("versions").await;
+    let (p, epoch, version, me) = (&t.p, t.epoch, t.version, t.me);
     let newer = leader(epoch, vec![me, 2]);
-    take(&p, newer.clone(), version + 2).await;
-    take(&p, leader(epoch, vec![me]), version + 1).await;
+    take(p, newer.clone(), version + 2).await;
+    take(p, leader(epoch, vec![me]), version + 1).await;
     assert_eq!(p.role(), newer, "the ISR of the newer state stays");
 }
 
@@ -237,17 +231,14 @@ async fn a_leader_does_not_take_an_older_state_of_its_term() {
 /// term's leadership, though its epoch differs.
 #[tokio::test]
 async fn an_older_state_does_not_bring_back_an_earlier_term() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = open(dir.path()).await;
-    let p = one_partition(&broker, "terms-back").await;
-    let (epoch, version) = term(&broker, &p).await;
-    let me = broker.settings().broker_id;
+    let t = leading("terms-back").await;
+    let (p, epoch, version, me) = (&t.p, t.epoch, t.version, t.me);
     let follower = replica::Role::Follower {
         leader: 2,
         epoch: epoch + 1,
     };
-    assert!(take(&p, follower.clone(), version + 2).await);
-    assert!(!take(&p, leader(epoch, vec![me]), version + 1).await);
+    assert!(take(p, follower.clone(), version + 2).await);
+    assert!(!take(p, leader(epoch, vec![me]), version + 1).await);
     assert_eq!(p.role(), follower);
 }
 
@@ -255,16 +246,13 @@ async fn an_older_state_does_not_bring_back_an_earlier_term() {
 /// newer term is taken all the same, and that term's later states after it.
 #[tokio::test]
 async fn a_newer_term_is_taken_even_at_an_older_version() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = open(dir.path()).await;
-    let p = one_partition(&broker, "restored-store").await;
-    let (epoch, version) = term(&broker, &p).await;
-    let me = broker.settings().broker_id;
-    take(&p, leader(epoch, vec![me, 2]), version + 10).await;
+    let t = leading("restored-store").await;
+    let (p, epoch, version, me) = (&t.p, t.epoch, t.version, t.me);
+    take(p, leader(epoch, vec![me, 2]), version + 10).await;
     let next = leader(epoch + 1, vec![me, 2]);
-    assert!(take(&p, next.clone(), version + 5).await);
+    assert!(take(p, next.clone(), version + 5).await);
     assert_eq!(p.role(), next);
-    take(&p, leader(epoch + 1, vec![me]), version + 6).await;
+    take(p, leader(epoch + 1, vec![me]), version + 6).await;
     assert_eq!(p.role(), leader(epoch + 1, vec![me]));
 }
 
@@ -272,34 +260,28 @@ async fn a_newer_term_is_taken_even_at_an_older_version() {
 /// (a follower's fetch and a leader's waiting replication fetches end when their role changes).
 #[tokio::test]
 async fn the_same_role_again_does_not_wake_its_watchers() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = open(dir.path()).await;
-    let p = one_partition(&broker, "same-role").await;
-    let (epoch, version) = term(&broker, &p).await;
-    let me = broker.settings().broker_id;
+    let t = leading("same-role").await;
+    let (p, epoch, version, me) = (&t.p, t.epoch, t.version, t.me);
     let mut watcher = p.watch_role();
     watcher.borrow_and_update();
-    take(&p, p.role(), version + 1).await;
+    take(p, p.role(), version + 1).await;
     assert!(!watcher.has_changed().expect("open"));
-    take(&p, leader(epoch, vec![me, 2]), version + 2).await;
+    take(p, leader(epoch, vec![me, 2]), version + 2).await;
     assert!(watcher.has_changed().expect("open"));
 }
 
 /// Closing is final: a state read before it does not bring the partition back.
 #[tokio::test]
 async fn no_state_changes_a_closed_partitions_role() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = open(dir.path()).await;
-    let p = one_partition(&broker, "closing").await;
-    let (epoch, version) = term(&broker, &p).await;
-    let me = broker.settings().broker_id;
+    let t = leading("closing").await;
+    let (p, epoch, version, me) = (&t.p, t.epoch, t.version, t.me);
     p.set_role(
         replica::Role::Offline,
         replica::RoleSource::Closing,
         now_ms(),
     )
     .await;
-    take(&p, leader(epoch + 1, vec![me]), version + 1).await;
+    take(p, leader(epoch + 1, vec![me]), version + 1).await;
     assert_eq!(p.role(), replica::Role::Offline);
 }
 
@@ -308,18 +290,15 @@ async fn no_state_changes_a_closed_partitions_role() {
 /// partition goes offline instead.
 #[tokio::test]
 async fn a_leader_epoch_below_the_logs_latest_takes_the_partition_offline() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = open(dir.path()).await;
-    let p = one_partition(&broker, "restored").await;
-    let (epoch, version) = term(&broker, &p).await;
-    let me = broker.settings().broker_id;
-    take(&p, leader(epoch + 3, vec![me]), version + 1).await;
+    let t = leading("restored").await;
+    let (p, epoch, version, me) = (&t.p, t.epoch, t.version, t.me);
+    take(p, leader(epoch + 3, vec![me]), version + 1).await;
     p.append(batch(&["a"]), options()).await.expect("append");
     assert_eq!(p.latest_epoch(), Some(epoch + 3));
-    assert!(take(&p, leader(epoch + 1, vec![me]), version + 2).await);
+    assert!(take(p, leader(epoch + 1, vec![me]), version + 2).await);
     assert_eq!(p.role(), replica::Role::Offline);
     assert!(p.append(batch(&["b"]), options()).await.is_err());
-    take(&p, leader(epoch + 4, vec![me]), version + 3).await;
+    take(p, leader(epoch + 4, vec![me]), version + 3).await;
     assert_eq!(
         p.role(),
         leader(epoch + 4, vec![me]),
@@ -331,18 +310,15 @@ async fn a_leader_epoch_below_the_logs_latest_takes_the_partition_offline() {
 /// its ISR only once it has the new leader's log end at the start of the term too.
 #[tokio::test]
 async fn a_follower_joins_a_new_leaders_isr_only_with_what_the_term_began_with() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = open(dir.path()).await;
-    let p = one_partition(&broker, "terms").await;
-    let (epoch, version) = term(&broker, &p).await;
-    let me = broker.settings().broker_id;
+    let t = leading("terms").await;
+    let (p, epoch, version, me) = (&t.p, t.epoch, t.version, t.me);
     // Follower 2 never fetches: the high watermark stays where it was.
-    take(&p, leader(epoch, vec![me, 2]), version + 1).await;
+    take(p, leader(epoch, vec![me, 2]), version + 1).await;
     p.append(batch(&["a", "b", "c", "d"]), options())
         .await
         .expect("append");
     assert_eq!(p.high_watermark(), 0);
-    take(&p, leader(epoch + 1, vec![me, 2]), version + 2).await;
+    take(p, leader(epoch + 1, vec![me, 2]), version + 2).await;
     assert!(
         p.follower_fetched(3, 3, now_ms(), 30_000).is_none(),
         "at the high watermark but short of the term's start"
@@ -354,15 +330,12 @@ async fn a_follower_joins_a_new_leaders_isr_only_with_what_the_term_began_with()
 /// new term began, that high watermark may cover a new leader's batches at the same offsets.
 #[tokio::test]
 async fn an_append_waits_for_the_high_watermark_of_its_own_term() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = open(dir.path()).await;
-    let p = one_partition(&broker, "epochs").await;
-    let (epoch, version) = term(&broker, &p).await;
-    let me = broker.settings().broker_id;
-    take(&p, leader(epoch, vec![me, 2]), version + 1).await;
+    let t = leading("epochs").await;
+    let (p, epoch, version, me) = (&t.p, t.epoch, t.version, t.me);
+    take(p, leader(epoch, vec![me, 2]), version + 1).await;
     let out = p.append(batch(&["a"]), options()).await.expect("append");
     assert_eq!(out.leader_epoch, epoch);
-    take(&p, leader(epoch + 1, vec![me]), version + 2).await;
+    take(p, leader(epoch + 1, vec![me]), version + 2).await;
     assert!(
         p.high_watermark() > out.last_offset,
         "the new term's high watermark covers it"
@@ -380,12 +353,35 @@ async fn an_append_waits_for_the_high_watermark_of_its_own_term() {
     );
 }
 
-/// The epoch of `p`'s leader role and the version of its stored state.
-async fn term(broker: &Broker, p: &Partition) -> (i32, u64) {
+/// One broker leading a partition of its own: the partition, its term's epoch, the version of
+/// its stored state and the broker's id. The directory and the broker live as long as this.
+struct Leading {
+    _dir: tempfile::TempDir,
+    _broker: Arc<Broker>,
+    p: Arc<Partition>,
+    epoch: i32,
+    version: u64,
+    me: i32,
+}
+
+/// A new broker leading one partition of the topic `name`.
+async fn leading(name: &str) -> Leading {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = open(dir.path()).await;
+    let p = one_partition(&broker, name).await;
     let replica::Role::Leader { epoch, .. } = p.role() else {
         panic!("a single broker leads its partitions");
     };
-    (epoch, crate::test_support::stored_version(broker, p).await)
+    let version = crate::test_support::stored_version(&broker, &p).await;
+    let me = broker.settings().broker_id;
+    Leading {
+        _dir: dir,
+        _broker: broker,
+        p,
+        epoch,
+        version,
+        me,
+    }
 }
 
 fn leader(epoch: i32, isr: Vec<i32>) -> replica::Role {
