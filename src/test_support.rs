@@ -106,9 +106,12 @@ pub(crate) async fn partitions_awaiting_a_follower(
         let isr = vec![broker.settings().broker_id, 2];
         let role = Role::Leader { epoch, isr };
         let version = stored_version(broker, &partition).await;
-        partition
-            .set_role(role, RoleSource::State { version, epoch }, now_ms())
-            .await;
+        let source = RoleSource::State {
+            history: broker.store().history(),
+            version,
+            epoch,
+        };
+        partition.set_role(role, source, now_ms()).await;
         partitions.push(partition);
     }
     partitions

@@ -27,8 +27,8 @@ use crate::error::{BrokerError, Result};
 /// The partition state a partition's role was taken from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AppliedVersion {
-    /// The state at this version, of this leader epoch.
-    State(u64, i32),
+    /// The state of this store history, at this version, of this leader epoch.
+    State(u64, u64, i32),
     /// None any more: the partition is being closed.
     Closed,
 }
@@ -101,7 +101,7 @@ impl Partition {
             log: Arc::new(log),
             remote: Arc::new(remote),
             role: watch::channel(Role::Offline).0,
-            role_version: Mutex::new(AppliedVersion::State(0, i32::MIN)),
+            role_version: Mutex::new(AppliedVersion::State(0, 0, i32::MIN)),
             followers: Mutex::new(BTreeMap::new()),
             joining: Mutex::new(BTreeMap::new()),
             next_join: AtomicU64::new(0),
@@ -191,7 +191,8 @@ impl Partition {
     /// Takes a new role, read from the partition state at a version (or a final one on
     /// closing). A role from an older version than the one applied is ignored unless its epoch
     /// is newer: the state moved on since (a newer term is news even at a lower version, which a
-    /// metadata store restored from a snapshot writes). A new leader (or a new epoch) starts with fresh follower
+    /// metadata store restored from a snapshot writes). A role from an earlier store history is
+    /// ignored, and one from a later history taken whatever its version. A new leader (or a new epoch) starts with fresh follower
     /// progress and re-reads the remote manifest the previous leader published; the same leader
     /// at the same epoch only takes the new ISR. A leader term whose epoch is below the latest
     /// epoch in the log (the partition state was lost or restored from an old copy) is not
@@ -213,13 +214,27 @@ impl Partition {
             let mut applied = self.role_version();
             match (source, *applied) {
                 (_, AppliedVersion::Closed) => return false,
-                (RoleSource::State { version, epoch }, AppliedVersion::State(at, at_epoch))
-                    if version < at && epoch <= at_epoch =>
+                (
+                    RoleSource::State {
+                        history,
+                        version,
+                        epoch,
+                    },
+                    AppliedVersion::State(at_history, at, at_epoch),
+                ) if history < at_history
+                    || (history == at_history && version < at && epoch <= at_epoch) =>
                 {
                     return false;
                 }
-                (RoleSource::State { version, epoch }, _) => {
-                    *applied = AppliedVersion::State(version, epoch);
+                (
+                    RoleSource::State {
+                        history,
+                        version,
+                        epoch,
+                    },
+                    _,
+                ) => {
+                    *applied = AppliedVersion::State(history, version, epoch);
                 }
                 (RoleSource::Closing, _) => *applied = AppliedVersion::Closed,
             }

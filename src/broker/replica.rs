@@ -28,10 +28,14 @@ pub enum Role {
 /// Where a new role comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RoleSource {
-    /// The partition state, read from the metadata store at `version`, naming leader epoch
-    /// `epoch`. Versions grow with every write, so a state older than the one applied is out of
-    /// date, unless its epoch is newer (a store restored from a snapshot writes lower versions).
+    /// The partition state, read from the metadata store at `version` in its `history`, naming
+    /// leader epoch `epoch`. Versions grow with every write, so a state older than the one
+    /// applied is out of date, unless its epoch is newer. A state from a later history is newer
+    /// whatever its version: the store went back in time (restored from a backup) and its
+    /// versions restarted lower.
     State {
+        /// The store's history when the state was read ([`crate::metadata::MetadataStore::history`]).
+        history: u64,
         /// The store version of the state.
         version: u64,
         /// Its leader epoch.

@@ -63,9 +63,11 @@ impl Broker {
         // The view first: a partition state is written only after its topic's record, so the
         // records read next hold every topic the view has states for.
         let view = ClusterView::read(&**self.store()).await?;
+        // After the read: a store found to have gone back in time during it says so at once.
+        let history = self.store().history();
         let records = self.catalog.topics().await?;
         self.sync_topics(&records).await?;
-        self.sync_partitions(&view).await;
+        self.sync_partitions(&view, history).await;
         let states = view.partitions.values().map(|stored| &stored.state);
         let (me, data_dir) = (self.settings.broker_id, &self.settings.data_dir);
         if let Err(e) = empty_start::forget_if_in_sync(data_dir, states, me, self.incarnation) {
@@ -113,14 +115,14 @@ impl Broker {
         )))
     }
 
-    async fn sync_partitions(self: &Arc<Self>, view: &ClusterView) {
+    async fn sync_partitions(self: &Arc<Self>, view: &ClusterView, history: u64) {
         let me = self.settings.broker_id;
         for topic in self.topics() {
             for index in 0..topic.partition_count() {
                 let stored = view.partitions.get(&(topic.id(), index));
                 match (stored, topic.partition(index)) {
                     (Some(stored), _) if stored.state.is_replica(me) => {
-                        if let Err(e) = self.apply_state(&topic, index, stored).await {
+                        if let Err(e) = self.apply_state(&topic, index, stored, history).await {
                             tracing::warn!(topic = %topic.name(), partition = index, error = %e, "could not take up a partition");
                         }
                     }
@@ -140,6 +142,7 @@ impl Broker {
         topic: &Arc<Topic>,
         index: i32,
         stored: &Stored,
+        history: u64,
     ) -> Result<()> {
         let state = &stored.state;
         let me = self.settings.broker_id;
@@ -172,6 +175,7 @@ impl Broker {
         };
         let was_leader = matches!(partition.role(), Role::Leader { .. });
         let source = RoleSource::State {
+            history,
             version: stored.version,
             epoch: state.leader_epoch,
         };

@@ -256,6 +256,32 @@ async fn a_newer_term_is_taken_even_at_an_older_version() {
     assert_eq!(p.role(), leader(epoch + 1, vec![me]));
 }
 
+/// A store that went back in time (etcd restored from a backup) writes the same term's states
+/// below the version applied: they are taken, being of a later history, and a state read before
+/// the store went back is not taken after them.
+#[tokio::test]
+async fn a_state_of_a_later_store_history_is_taken_at_any_version() {
+    let t = leading("store-history").await;
+    let (p, epoch, version, me) = (&t.p, t.epoch, t.version, t.me);
+    take(p, leader(epoch, vec![me, 2, 3]), version + 50).await;
+    let shrunk = leader(epoch, vec![me, 2]);
+    assert!(
+        !take_in(p, shrunk.clone(), 1, version + 3).await,
+        "no new term"
+    );
+    assert_eq!(p.role(), shrunk);
+    take(p, leader(epoch, vec![me, 2, 3]), version + 60).await;
+    assert_eq!(p.role(), shrunk, "read before the store went back");
+    take_in(p, leader(epoch, vec![me]), 1, version + 4).await;
+    assert_eq!(p.role(), leader(epoch, vec![me]));
+    take_in(p, shrunk.clone(), 1, version + 1).await;
+    assert_eq!(
+        p.role(),
+        leader(epoch, vec![me]),
+        "versions compare within a history"
+    );
+}
+
 /// A sync re-applies every partition's state: the same role again must not wake its watchers
 /// (a follower's fetch and a leader's waiting replication fetches end when their role changes).
 #[tokio::test]
@@ -390,7 +416,16 @@ fn leader(epoch: i32, isr: Vec<i32>) -> replica::Role {
 
 /// Gives `p` `role` as read from a partition state at `version`, of the role's epoch.
 async fn take(p: &Partition, role: replica::Role, version: u64) -> bool {
+    take_in(p, role, 0, version).await
+}
+
+/// [`take`], read in the store's history `history`.
+async fn take_in(p: &Partition, role: replica::Role, history: u64, version: u64) -> bool {
     let epoch = role.epoch().expect("a role of a term");
-    let source = replica::RoleSource::State { version, epoch };
+    let source = replica::RoleSource::State {
+        history,
+        version,
+        epoch,
+    };
     p.set_role(role, source, now_ms()).await
 }

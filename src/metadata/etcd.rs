@@ -5,15 +5,17 @@
 //! cannot both win. A watch is an etcd watch of the prefix, kept by a background task that
 //! re-establishes it after an outage.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
-    WatchStream,
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, ResponseHeader, Txn, TxnOp,
+    WatchOptions, WatchStream,
 };
 use tokio::sync::watch;
 
+use super::history::{HistoryTracker, Sent};
 use super::watch::{Backoff, bump};
 use super::{Expect, MetadataError, MetadataStore, Versioned, Write, conflict};
 
@@ -28,6 +30,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(10);
 pub struct EtcdStore {
     client: Client,
     prefix: String,
+    history: Arc<HistoryTracker>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -60,6 +63,7 @@ impl EtcdStore {
         let store = EtcdStore {
             client,
             prefix: cluster_prefix(cluster),
+            history: Arc::default(),
         };
         // A first read, so an unreachable etcd fails startup instead of the first request.
         store.get(super::keys::CLUSTER_ID).await?;
@@ -151,18 +155,28 @@ impl EtcdStore {
             .iter()
             .filter_map(|(key, expect)| self.condition(&self.full(key), *expect))
             .collect();
+        let sent = self.history.sent();
         let response = self
             .client
             .kv_client()
             .txn(Txn::new().when(compares).and_then(ops))
             .await
             .map_err(unavailable)?;
+        let revision = self.answered(sent, response.header());
         if !response.succeeded() {
             return Err(conflict(conditions));
         }
-        Ok(response
-            .header()
-            .map_or(0, |h| u64::try_from(h.revision()).unwrap_or(0)))
+        Ok(u64::try_from(revision).unwrap_or(0))
+    }
+
+    /// Records the revision of an answer to a request sent at `sent`; returns it (0 if etcd did
+    /// not say).
+    fn answered(&self, sent: Sent, header: Option<&ResponseHeader>) -> i64 {
+        let revision = header.map_or(0, ResponseHeader::revision);
+        if header.is_some() {
+            self.history.answered(sent, revision);
+        }
+        revision
     }
 }
 
@@ -245,12 +259,14 @@ fn versioned(key: &str, kv: &etcd_client::KeyValue) -> Result<Versioned, Metadat
 #[async_trait]
 impl MetadataStore for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<Versioned>, MetadataError> {
+        let sent = self.history.sent();
         let response = self
             .client
             .kv_client()
             .get(self.full(key), None)
             .await
             .map_err(unavailable)?;
+        self.answered(sent, response.header());
         response
             .kvs()
             .first()
@@ -259,12 +275,14 @@ impl MetadataStore for EtcdStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, MetadataError> {
+        let sent = self.history.sent();
         let response = self
             .client
             .kv_client()
             .get(self.full(prefix), Some(GetOptions::new().with_prefix()))
             .await
             .map_err(unavailable)?;
+        self.answered(sent, response.header());
         let mut out = Vec::with_capacity(response.kvs().len());
         for kv in response.kvs() {
             let full = kv.key_str().map_err(|e| MetadataError::Corrupt {
@@ -323,6 +341,10 @@ impl MetadataStore for EtcdStore {
             }
         });
         receiver
+    }
+
+    fn history(&self) -> u64 {
+        self.history.current()
     }
 }
 

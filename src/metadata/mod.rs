@@ -8,6 +8,7 @@ pub mod catalog;
 mod conformance;
 pub mod embedded;
 pub mod etcd;
+mod history;
 pub mod keys;
 pub mod pointers;
 pub mod registration;
@@ -128,4 +129,12 @@ pub trait MetadataStore: Send + Sync + Debug {
     /// place (at once for the embedded store). The watch lives while any receiver (or clone)
     /// does. Must be called within a Tokio runtime.
     fn watch(&self, prefix: &str) -> tokio::sync::watch::Receiver<u64>;
+    /// The store's history: 0, raised each time the store is found to have gone back in time
+    /// (etcd restored from a backup or a snapshot, or wiped), after which versions restart below
+    /// those already seen. Versions compare only within one history. An answer from a store that
+    /// went back raises it before the request returns, so it is read after the request whose
+    /// versions it qualifies. The embedded store never goes back.
+    fn history(&self) -> u64 {
+        0
+    }
 }

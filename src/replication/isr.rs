@@ -48,6 +48,7 @@ pub async fn change_isr(
     let Some((state, version)) = read_state(broker, &key).await? else {
         return Ok(());
     };
+    let history = broker.store().history();
     if state.leader != me || state.leader_epoch != epoch {
         return Ok(());
     }
@@ -76,15 +77,19 @@ pub async fn change_isr(
             epoch,
             isr: state.isr,
         };
-        partition
-            .set_role(role, RoleSource::State { version, epoch }, now_ms())
-            .await;
+        let source = RoleSource::State {
+            history,
+            version,
+            epoch,
+        };
+        partition.set_role(role, source, now_ms()).await;
         return Ok(());
     }
     let new_version = broker
         .store()
         .put(&key, next.encode(), Expect::Version(version))
         .await?;
+    let history = broker.store().history();
     tracing::info!(topic = %partition.topic_id(), partition = partition.index(), from = ?state.isr, to = ?next.isr, "ISR changed");
     let role = Role::Leader {
         epoch,
@@ -94,6 +99,7 @@ pub async fn change_isr(
         .set_role(
             role,
             RoleSource::State {
+                history,
                 version: new_version,
                 epoch,
             },
@@ -133,9 +139,12 @@ pub async fn settle_after_failure(broker: &Broker, partition: &Partition, epoch:
                         epoch,
                         isr: state.isr,
                     };
-                    partition
-                        .set_role(role, RoleSource::State { version, epoch }, now_ms())
-                        .await;
+                    let source = RoleSource::State {
+                        history: broker.store().history(),
+                        version,
+                        epoch,
+                    };
+                    partition.set_role(role, source, now_ms()).await;
                 }
                 return;
             }
@@ -235,6 +244,7 @@ mod tests {
             isr: state.isr.clone(),
         };
         let source = RoleSource::State {
+            history: 0,
             version,
             epoch: earlier + 1,
         };
