@@ -105,9 +105,10 @@ pub(crate) async fn partitions_awaiting_a_follower(
         };
         let isr = vec![broker.settings().broker_id, 2];
         let role = Role::Leader { epoch, isr };
+        let history = broker.store().history();
         let version = stored_version(broker, &partition).await;
         let source = RoleSource::State {
-            history: broker.store().history(),
+            history,
             version,
             epoch,
         };

@@ -191,10 +191,11 @@ impl Partition {
     /// Takes a new role, read from the partition state at a version (or a final one on
     /// closing). A role from an older version than the one applied is ignored unless its epoch
     /// is newer: the state moved on since (a newer term is news even at a lower version, which a
-    /// metadata store restored from a snapshot writes). A role from an earlier store history is
-    /// ignored, and one from a later history taken whatever its version. A new leader (or a new epoch) starts with fresh follower
-    /// progress and re-reads the remote manifest the previous leader published; the same leader
-    /// at the same epoch only takes the new ISR. A leader term whose epoch is below the latest
+    /// metadata store restored from a snapshot writes). Versions compare only within one store
+    /// history: a role read in an earlier history is ignored whatever its epoch, and one read in
+    /// a later history is taken whatever its version. A new leader (or a new epoch) starts with
+    /// fresh follower progress and re-reads the remote manifest the previous leader published;
+    /// the same leader at the same epoch only takes the new ISR. A leader term whose epoch is below the latest
     /// epoch in the log (the partition state was lost or restored from an old copy) is not
     /// served: the partition goes offline, with an error in the log. Returns whether the role
     /// changed in kind or epoch.

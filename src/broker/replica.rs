@@ -31,10 +31,11 @@ pub enum RoleSource {
     /// The partition state, read from the metadata store at `version` in its `history`, naming
     /// leader epoch `epoch`. Versions grow with every write, so a state older than the one
     /// applied is out of date, unless its epoch is newer. A state from a later history is newer
-    /// whatever its version: the store went back in time (restored from a backup) and its
-    /// versions restarted lower.
+    /// whatever its version (the store went back in time, restored from a backup, and its
+    /// versions restarted lower), and one from an earlier history older whatever its epoch.
     State {
-        /// The store's history when the state was read ([`crate::metadata::MetadataStore::history`]).
+        /// The store's history when the state was read
+        /// ([`crate::metadata::MetadataStore::history`]).
         history: u64,
         /// The store version of the state.
         version: u64,

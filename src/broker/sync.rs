@@ -63,11 +63,9 @@ impl Broker {
         // The view first: a partition state is written only after its topic's record, so the
         // records read next hold every topic the view has states for.
         let view = ClusterView::read(&**self.store()).await?;
-        // After the read: a store found to have gone back in time during it says so at once.
-        let history = self.store().history();
         let records = self.catalog.topics().await?;
         self.sync_topics(&records).await?;
-        self.sync_partitions(&view, history).await;
+        self.sync_partitions(&view).await;
         let states = view.partitions.values().map(|stored| &stored.state);
         let (me, data_dir) = (self.settings.broker_id, &self.settings.data_dir);
         if let Err(e) = empty_start::forget_if_in_sync(data_dir, states, me, self.incarnation) {
@@ -115,14 +113,15 @@ impl Broker {
         )))
     }
 
-    async fn sync_partitions(self: &Arc<Self>, view: &ClusterView, history: u64) {
+    async fn sync_partitions(self: &Arc<Self>, view: &ClusterView) {
         let me = self.settings.broker_id;
         for topic in self.topics() {
             for index in 0..topic.partition_count() {
                 let stored = view.partitions.get(&(topic.id(), index));
                 match (stored, topic.partition(index)) {
                     (Some(stored), _) if stored.state.is_replica(me) => {
-                        if let Err(e) = self.apply_state(&topic, index, stored, history).await {
+                        if let Err(e) = self.apply_state(&topic, index, stored, view.history).await
+                        {
                             tracing::warn!(topic = %topic.name(), partition = index, error = %e, "could not take up a partition");
                         }
                     }

@@ -258,7 +258,7 @@ async fn a_newer_term_is_taken_even_at_an_older_version() {
 
 /// A store that went back in time (etcd restored from a backup) writes the same term's states
 /// below the version applied: they are taken, being of a later history, and a state read before
-/// the store went back is not taken after them.
+/// the store went back is not taken after them, whatever its version or epoch.
 #[tokio::test]
 async fn a_state_of_a_later_store_history_is_taken_at_any_version() {
     let t = leading("store-history").await;
@@ -279,6 +279,12 @@ async fn a_state_of_a_later_store_history_is_taken_at_any_version() {
         p.role(),
         leader(epoch, vec![me]),
         "versions compare within a history"
+    );
+    take(p, leader(epoch + 1, vec![me, 2]), version + 90).await;
+    assert_eq!(
+        p.role(),
+        leader(epoch, vec![me]),
+        "an earlier history, even of a newer term"
     );
 }
 

@@ -36,11 +36,15 @@ pub struct ClusterView {
     pub controller: Option<Controller>,
     /// Every partition's state.
     pub partitions: BTreeMap<PartitionKey, Stored>,
+    /// The store's history the view was read in, taken before the read
+    /// ([`MetadataStore::history`]): the history its versions belong to.
+    pub history: u64,
 }
 
 impl ClusterView {
     /// Reads the whole view.
     pub async fn read(store: &dyn MetadataStore) -> Result<Self, MetadataError> {
+        let history = store.history();
         let brokers = live_brokers(store)
             .await?
             .into_iter()
@@ -50,6 +54,7 @@ impl ClusterView {
             brokers,
             controller: read_controller(store).await?,
             partitions: read_partitions(store).await?,
+            history,
         })
     }
 
@@ -99,4 +104,72 @@ pub async fn read_partitions(
         );
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::metadata::embedded::EmbeddedStore;
+    use crate::metadata::{Expect, Versioned, Write};
+
+    /// An embedded store that is found to have gone back in time while it answers its next list.
+    #[derive(Debug)]
+    struct TurningStore {
+        inner: EmbeddedStore,
+        history: AtomicU64,
+    }
+
+    #[async_trait]
+    impl MetadataStore for TurningStore {
+        async fn get(&self, key: &str) -> Result<Option<Versioned>, MetadataError> {
+            self.inner.get(key).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, MetadataError> {
+            let listed = self.inner.list(prefix).await;
+            self.history.fetch_add(1, Ordering::SeqCst);
+            listed
+        }
+        async fn put(
+            &self,
+            key: &str,
+            value: String,
+            expect: Expect,
+        ) -> Result<u64, MetadataError> {
+            self.inner.put(key, value, expect).await
+        }
+        async fn delete(&self, key: &str, expect: Expect) -> Result<(), MetadataError> {
+            self.inner.delete(key, expect).await
+        }
+        async fn transact(
+            &self,
+            conditions: &[(String, Expect)],
+            writes: Vec<Write>,
+        ) -> Result<u64, MetadataError> {
+            self.inner.transact(conditions, writes).await
+        }
+        fn watch(&self, prefix: &str) -> tokio::sync::watch::Receiver<u64> {
+            self.inner.watch(prefix)
+        }
+        fn history(&self) -> u64 {
+            self.history.load(Ordering::SeqCst)
+        }
+    }
+
+    /// Versions read while the store turned out to have gone back may belong to either history:
+    /// the view counts them in the earlier one, so they never pass for newer than they are.
+    #[tokio::test]
+    async fn a_view_belongs_to_the_history_before_its_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = TurningStore {
+            inner: EmbeddedStore::open(&dir.path().join("metadata.json")).expect("store"),
+            history: AtomicU64::new(3),
+        };
+        let view = ClusterView::read(&store).await.expect("read");
+        assert!(store.history() > 3, "the store turned during the read");
+        assert_eq!(view.history, 3);
+    }
 }

@@ -15,7 +15,7 @@ use etcd_client::{
 };
 use tokio::sync::watch;
 
-use super::history::{HistoryTracker, Sent};
+use super::history::{HistoryTracker, Mark};
 use super::watch::{Backoff, bump};
 use super::{Expect, MetadataError, MetadataStore, Versioned, Write, conflict};
 
@@ -155,7 +155,7 @@ impl EtcdStore {
             .iter()
             .filter_map(|(key, expect)| self.condition(&self.full(key), *expect))
             .collect();
-        let sent = self.history.sent();
+        let sent = self.history.mark();
         let response = self
             .client
             .kv_client()
@@ -171,7 +171,7 @@ impl EtcdStore {
 
     /// Records the revision of an answer to a request sent at `sent`; returns it (0 if etcd did
     /// not say).
-    fn answered(&self, sent: Sent, header: Option<&ResponseHeader>) -> i64 {
+    fn answered(&self, sent: Mark, header: Option<&ResponseHeader>) -> i64 {
         let revision = header.map_or(0, ResponseHeader::revision);
         if header.is_some() {
             self.history.answered(sent, revision);
@@ -259,7 +259,7 @@ fn versioned(key: &str, kv: &etcd_client::KeyValue) -> Result<Versioned, Metadat
 #[async_trait]
 impl MetadataStore for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<Versioned>, MetadataError> {
-        let sent = self.history.sent();
+        let sent = self.history.mark();
         let response = self
             .client
             .kv_client()
@@ -275,7 +275,7 @@ impl MetadataStore for EtcdStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, MetadataError> {
-        let sent = self.history.sent();
+        let sent = self.history.mark();
         let response = self
             .client
             .kv_client()

@@ -131,9 +131,10 @@ pub trait MetadataStore: Send + Sync + Debug {
     fn watch(&self, prefix: &str) -> tokio::sync::watch::Receiver<u64>;
     /// The store's history: 0, raised each time the store is found to have gone back in time
     /// (etcd restored from a backup or a snapshot, or wiped), after which versions restart below
-    /// those already seen. Versions compare only within one history. An answer from a store that
-    /// went back raises it before the request returns, so it is read after the request whose
-    /// versions it qualifies. The embedded store never goes back.
+    /// those already seen. Versions compare only within one history. Read it just before the
+    /// request whose versions it qualifies: an answer that turned out to come from a later
+    /// history is then taken for an earlier one (and ignored until read again), never an answer
+    /// of an earlier history for a later one. The embedded store never goes back.
     fn history(&self) -> u64 {
         0
     }

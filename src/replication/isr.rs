@@ -45,10 +45,10 @@ pub async fn change_isr(
         return Ok(());
     }
     let key = keys::partition_state(partition.topic_id(), partition.index());
+    let history = broker.store().history();
     let Some((state, version)) = read_state(broker, &key).await? else {
         return Ok(());
     };
-    let history = broker.store().history();
     if state.leader != me || state.leader_epoch != epoch {
         return Ok(());
     }
@@ -85,11 +85,11 @@ pub async fn change_isr(
         partition.set_role(role, source, now_ms()).await;
         return Ok(());
     }
+    let history = broker.store().history();
     let new_version = broker
         .store()
         .put(&key, next.encode(), Expect::Version(version))
         .await?;
-    let history = broker.store().history();
     tracing::info!(topic = %partition.topic_id(), partition = partition.index(), from = ?state.isr, to = ?next.isr, "ISR changed");
     let role = Role::Leader {
         epoch,
@@ -132,6 +132,7 @@ pub async fn settle_after_failure(broker: &Broker, partition: &Partition, epoch:
     let key = keys::partition_state(partition.topic_id(), partition.index());
     let mut wait = Duration::from_millis(100);
     while partition.role().epoch() == Some(epoch) {
+        let history = broker.store().history();
         match read_state(broker, &key).await {
             Ok(Some((state, version))) => {
                 if state.leader == me && state.leader_epoch == epoch {
@@ -140,7 +141,7 @@ pub async fn settle_after_failure(broker: &Broker, partition: &Partition, epoch:
                         isr: state.isr,
                     };
                     let source = RoleSource::State {
-                        history: broker.store().history(),
+                        history,
                         version,
                         epoch,
                     };

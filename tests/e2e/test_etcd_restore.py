@@ -83,13 +83,14 @@ def private_etcd(tmp_path):
 
 def create_topics(c: Cluster, names: list[str]) -> None:
     admin = h.admin_client(c.bootstrap())
-    futures = admin.create_topics([NewTopic(n, num_partitions=8, replication_factor=1) for n in names])
-    for f in futures.values():
+    new = [NewTopic(n, num_partitions=8, replication_factor=1) for n in names]
+    for f in admin.create_topics(new).values():
         f.result(30)
 
 
 @pytest.mark.timeout(300)
-def test_brokers_take_the_states_of_an_etcd_restored_from_a_backup(broker_factory, private_etcd, tmp_path, topic_name):
+def test_brokers_take_the_states_of_an_etcd_restored_from_a_backup(
+        broker_factory, private_etcd, tmp_path, topic_name):
     c = Cluster(broker_factory, private_etcd.endpoint, tmp_path)
     topic = topic_name()
     create_replicated(c, topic)
