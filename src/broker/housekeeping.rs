@@ -38,10 +38,11 @@ pub async fn run_housekeeping(broker: Arc<Broker>, cancel: CancellationToken) {
     });
     let mut offload = ticker(settings.tiering.interval_ms);
     let mut retention = ticker(settings.retention_check_interval_ms);
+    let mut pointers_read_in = broker.store().history();
     loop {
         tokio::select! {
             () = cancel.cancelled() => break,
-            _ = offload.tick() => offload_all(&broker).await,
+            _ = offload.tick() => offload_all(&broker, &mut pointers_read_in).await,
             _ = retention.tick() => retain_all(&broker).await,
         }
     }
@@ -83,8 +84,15 @@ const DROP_BEHIND_INTERVAL_MS: u64 = 250;
 /// warning on every offload pass.
 const LOW_DISK_SHARE: f64 = 0.10;
 
-async fn offload_all(broker: &Broker) {
-    let lagging = offload_partitions(broker).await;
+/// Offloads every tiered partition. Once the metadata store is found to have gone back in time
+/// (a later history than `pointers_read_in`), leaders first re-read their manifest pointers, which
+/// went back too: each then publishes its newer manifest again (`RemotePartition::reload`).
+async fn offload_all(broker: &Broker, pointers_read_in: &mut u64) {
+    let history = broker.store().history();
+    let (lagging, pointers_read) = offload_partitions(broker, history != *pointers_read_in).await;
+    if pointers_read {
+        *pointers_read_in = history;
+    }
     check_disk_space(broker, lagging).await;
 }
 
@@ -113,21 +121,24 @@ async fn check_disk_space(broker: &Broker, lagging_partitions: usize) {
     }
 }
 
-/// Offloads every tiered partition; returns how many failed to (and so keep growing locally).
-/// When a compaction service rewrites the bucket, a leader first re-reads the manifest pointer:
-/// readers must move to the compacted segments (a cached old chunk would never fail a read).
-async fn offload_partitions(broker: &Broker) -> usize {
+/// Offloads every tiered partition; returns how many failed to (and so keep growing locally),
+/// and whether every leader could re-read its manifest pointer first. A leader re-reads it when
+/// `read_pointers`, and when a compaction service rewrites the bucket: readers must move to the
+/// compacted segments (a cached old chunk would never fail a read).
+async fn offload_partitions(broker: &Broker, read_pointers: bool) -> (usize, bool) {
     let mut lagging = 0;
-    let service_compacts = !broker.settings().compaction.remote_in_broker;
+    let mut pointers_read = true;
+    let read_pointers = read_pointers || !broker.settings().compaction.remote_in_broker;
     for topic in broker.topics() {
         if !topic.config().remote_storage() {
             continue;
         }
         for p in topic.partitions() {
-            if service_compacts
+            if read_pointers
                 && p.leader_epoch().is_ok()
                 && let Err(e) = p.remote().refresh().await
             {
+                pointers_read = false;
                 tracing::warn!(topic = topic.name(), partition = p.index(), error = %e, "could not re-read the manifest pointer");
             }
             match p.offload(now_ms()).await {
@@ -151,7 +162,7 @@ async fn offload_partitions(broker: &Broker) -> usize {
             }
         }
     }
-    lagging
+    (lagging, pointers_read)
 }
 
 async fn retain_all(broker: &Broker) {

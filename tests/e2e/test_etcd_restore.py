@@ -1,6 +1,8 @@
 """etcd restored from a backup while the brokers run: its revisions go back below the versions
 the brokers have applied. The brokers notice that the store went back in time and take its
-partition states again, so the cluster keeps working without restarting a broker.
+partition states again, so the cluster keeps working without restarting a broker; and the
+remote manifest pointers, which went back too, are moved past the newer manifests their leaders
+hold, so nothing offloaded since the backup is lost.
 
 The backup is a copy of etcd's data directory taken while etcd was stopped, and it is restored
 by copying it back. This is what an operator does with a file-level backup, and it needs no
@@ -19,7 +21,7 @@ from confluent_kafka.admin import NewTopic
 
 import helpers as h
 from conftest import free_port
-from test_cluster import Cluster, create_replicated
+from test_cluster import Cluster, create_replicated, latest_manifest, local_segment_bases, topic_id_hex
 from test_tiering import wait_until
 
 
@@ -126,3 +128,51 @@ def test_brokers_take_the_states_of_an_etcd_restored_from_a_backup(
     got = h.consume_partitions(c.bootstrap(leader), topic, [0])[0]
     assert [m.value for m in got] == [v for _, v in before + after]
     assert "went back" in c.brokers[leader].log_text()
+
+
+@pytest.mark.timeout(300)
+def test_segments_offloaded_since_the_backup_stay_listed_after_a_restore(
+        broker_factory, private_etcd, tmp_path, topic_name):
+    c = Cluster(broker_factory, private_etcd.endpoint, tmp_path, extra=(
+        "--tiering-interval-ms", "200", "--log-retention-check-interval-ms", "300",
+        "--remote-sweep-interval-ms", "1000", "--remote-sweep-grace-ms", "1000"))
+    topic = topic_name()
+    admin = h.admin_client(c.bootstrap())
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=3, config={
+        "segment.bytes": str(64 * 1024), "local.retention.bytes": "0",
+        "min.insync.replicas": "2"})])[topic].result(30)
+    c.wait_isr(topic, 3)
+    topic_id = topic_id_hex(admin, topic)
+    objects = tmp_path / "objects"
+    values = [(f"{i:06d}-" + "x" * 500).encode() for i in range(2500)]
+    small_batches = {"batch.size": 16384, "linger.ms": 0}
+
+    def produce(first: int, end: int) -> None:
+        p = h.producer(c.bootstrap(), **small_batches)
+        assert not h.produce_all(p, topic, [(b"k", v) for v in values[first:end]], partition=0).failed
+
+    def offloaded(past: int) -> bool:
+        m = latest_manifest(objects, topic_id)
+        return bool(m and m["segments"] and m["segments"][-1]["next_offset"] >= past)
+
+    produce(0, 1000)
+    wait_until(lambda: offloaded(800), 60, "the first offload")
+    private_etcd.back_up(tmp_path / "etcd-backup")
+    c.wait_isr(topic, 3, timeout=90)
+    produce(1000, 2000)
+    # Offloaded since the backup, and gone from every local disk: the bucket holds the only copy.
+    wait_until(lambda: offloaded(1800) and all(
+        local_segment_bases(b, topic_id)[0] >= 1200 for b in c.brokers.values()), 60,
+        "offload and local retention after the backup")
+
+    private_etcd.restore(tmp_path / "etcd-backup")
+    c.wait_isr(topic, 3, timeout=90)
+    produce(2000, 2500)
+    wait_until(lambda: offloaded(2300), 60, "offload after the restore")
+    time.sleep(3)  # sweeps of a 1 s grace pass meanwhile
+    segments = latest_manifest(objects, topic_id)["segments"]
+    for a, b in zip(segments, segments[1:]):
+        assert b["base_offset"] <= a["next_offset"], f"a gap between {a} and {b}"
+    for i in c.brokers:
+        got = h.consume_partitions(c.bootstrap(i), topic, [0], timeout=120)[0]
+        assert [m.value for m in got] == values, f"through broker {i}"

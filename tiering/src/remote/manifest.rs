@@ -114,6 +114,13 @@ impl Manifest {
         self.segments.get(i + 1)
     }
 
+    /// The same manifest as the next version: published again to move the pointer to it.
+    pub fn next_version(&self) -> Manifest {
+        let mut next = self.clone();
+        next.version += 1;
+        next
+    }
+
     /// The next version, with `segment` appended. It must end after the current end; it may start
     /// before it: a new leader's local segments need not begin where the previous leader's did,
     /// and the offsets they share hold the same committed batches, so [`Manifest::find`] reads

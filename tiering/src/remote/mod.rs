@@ -39,6 +39,16 @@
 //! - Object store down or throttling: steps 2–4 are retried with exponential backoff and jitter;
 //!   local segments stay until uploaded; produce is never blocked by the remote tier.
 //!
+//! # A metadata store restored from a backup
+//! The pointer then names an older manifest than the bucket's newest, maybe one swept since;
+//! the segments offloaded after the backup are listed only by newer manifests, and some may have
+//! no local copy left. A broker that holds the newer manifest keeps it when it reads the pointer
+//! again (unless the pointer's manifest holds a segment of a leader epoch it does not reach: a
+//! newer leader published on the old pointer), and the leader publishes it again as the next
+//! version before offloading. Meanwhile the sweep deletes nothing of a partition whose bucket
+//! holds an old manifest above the pointer's version. A partition whose newer manifest no running
+//! broker holds is not recovered: its leader builds on the old manifest.
+//!
 //! The sweep is [`sweep::sweep_partition`]: it lists the partition's root, then reads the pointer
 //! and its manifest, and deletes every object that manifest does not name (nor is) once it is
 //! older than the grace period. Listing before reading the pointer keeps uploads in flight safe;

@@ -47,6 +47,16 @@ struct Published {
     pointer: Option<ManifestPointer>,
 }
 
+impl Published {
+    /// Whether the pointer names an older manifest than the one held: it went back, which only
+    /// a metadata store restored from a backup does (the pointer only moves forward).
+    fn pointer_behind(&self) -> bool {
+        self.pointer
+            .as_ref()
+            .is_some_and(|p| p.version < self.manifest.version)
+    }
+}
+
 #[derive(Debug)]
 struct Backoff {
     failures: u32,
@@ -56,6 +66,22 @@ struct Backoff {
 /// The manifest the pointer names, fetched from the object store.
 async fn load_published(tier: &RemoteTier, topic_id: Uuid, partition: i32) -> Result<Published> {
     let pointer = tier.pointers.get(topic_id, partition).await?;
+    load_manifest(tier, topic_id, partition, pointer).await
+}
+
+/// Whether `manifest` holds a segment of a leader epoch above every one `held` has.
+fn newer_leader(manifest: &Manifest, held: &Manifest) -> bool {
+    let latest = |m: &Manifest| m.segments.iter().map(|s| s.leader_epoch).max();
+    latest(manifest) > latest(held)
+}
+
+/// The manifest `pointer` names, fetched from the object store.
+async fn load_manifest(
+    tier: &RemoteTier,
+    topic_id: Uuid,
+    partition: i32,
+    pointer: Option<ManifestPointer>,
+) -> Result<Published> {
     let manifest = match &pointer {
         None => Manifest::empty(topic_id, partition),
         Some(p) => {
@@ -113,8 +139,45 @@ impl RemotePartition {
     /// published newer versions since this one last did.
     pub async fn reload(&self) -> Result<()> {
         let _writer = self.writer.lock().await;
-        let published = load_published(&self.tier, self.topic_id, self.partition).await?;
-        *self.published.write().await = published;
+        let mut published = self.published.write().await;
+        self.read_again(&mut published).await
+    }
+
+    /// Reads the pointer into `published`, and the manifest it names. When the pointer went back
+    /// ([`Published::pointer_behind`]), the held manifest stays, with the pointer as it now is,
+    /// so the leader's next offload publishes it again instead of building on the old one and
+    /// losing the segments offloaded since; the manifest the pointer names may even be swept by
+    /// then. It is taken all the same if it holds a segment of a leader epoch the held one does
+    /// not reach: a newer leader published on the old pointer, and its word stands.
+    async fn read_again(&self, published: &mut Published) -> Result<()> {
+        let pointer = self
+            .tier
+            .pointers
+            .get(self.topic_id, self.partition)
+            .await?;
+        let went_back = pointer
+            .as_ref()
+            .is_some_and(|p| p.version < published.manifest.version);
+        let loaded =
+            load_manifest(&self.tier, self.topic_id, self.partition, pointer.clone()).await;
+        match loaded {
+            Err(LogError::ObjectStore { source, .. })
+                if went_back && matches!(*source, object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+            Ok(loaded) if !went_back || newer_leader(&loaded.manifest, &published.manifest) => {
+                *published = loaded;
+                return Ok(());
+            }
+            Ok(_) => {}
+        }
+        tracing::warn!(
+            partition = %self.label().partition,
+            pointer = pointer.as_ref().map_or(0, |p| p.version),
+            held = published.manifest.version,
+            "the manifest pointer went back (metadata restored from a backup?); keeping the \
+             newer manifest, which the leader publishes again"
+        );
+        published.pointer = pointer;
         Ok(())
     }
 
@@ -228,6 +291,10 @@ impl RemotePartition {
         })
         .await
         .map_err(|e| LogError::io(log.dir(), std::io::Error::other(e)))??;
+        if self.published.read().await.pointer_behind() {
+            self.publish(Some(leader_epoch), None, |m| Ok(m.next_version()))
+                .await?;
+        }
         let sealed = log.sealed_segments()?;
         // A roll between the two calls above seals a segment the flush did not cover.
         let durable_end = log.durable_end();
@@ -295,7 +362,7 @@ impl RemotePartition {
         for attempt in 1..=ATTEMPTS {
             let mut published = self.published.write().await;
             if attempt > 1 {
-                *published = load_published(&self.tier, self.topic_id, self.partition).await?;
+                self.read_again(&mut published).await?;
                 if let Some(epoch) = fence_epoch
                     && published
                         .manifest

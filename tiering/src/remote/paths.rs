@@ -62,6 +62,13 @@ impl PartitionPaths {
     }
 }
 
+/// The version of the manifest object at `key`, if `key` names one ([`PartitionPaths::new_manifest`]).
+pub fn manifest_version(key: &str) -> Option<u64> {
+    let (_, name) = key.rsplit_once("/manifests/")?;
+    let (version, _) = name.split_once('-')?;
+    version.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,10 +94,12 @@ mod tests {
             a.root().as_ref().split('/').nth(2),
             b.root().as_ref().split('/').nth(2)
         );
+        assert_eq!(manifest_version(&m), Some(7));
         let s1 = a.new_segment(42, 3).to_string();
         let s2 = a.new_segment(42, 3).to_string();
         assert_ne!(s1, s2, "every upload attempt gets its own key");
         assert!(s1.contains("/segments/00000000000000000042-3-"), "{s1}");
+        assert_eq!(manifest_version(&s1), None);
         assert!(
             PartitionPaths::new("", id, 0)
                 .new_manifest(1)

@@ -30,7 +30,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use uuid::Uuid;
 
 use super::manifest::Manifest;
-use super::paths::PartitionPaths;
+use super::paths::{PartitionPaths, manifest_version};
 use super::pointer::ManifestPointers;
 use crate::error::{LogError, Result};
 
@@ -73,6 +73,24 @@ pub fn plan_sweep(
         .collect()
 }
 
+/// A manifest object of a version above the pointer's, written more than `grace_ms` before
+/// `now_ms`. A publish moves the pointer to its manifest soon after writing it, and a crashed
+/// writer's manifest is overtaken by the next publish; an old one above the pointer means the
+/// pointer went back (a metadata store restored from a backup). Its objects may hold the only
+/// copy of data offloaded since, until a leader that still holds the newer manifest publishes it
+/// again, so nothing of the partition is swept meanwhile.
+fn newer_manifest(
+    listing: &[ListedObject],
+    pointer_version: u64,
+    grace_ms: i64,
+    now_ms: i64,
+) -> Option<&ListedObject> {
+    listing.iter().find(|o| {
+        manifest_version(&o.key).is_some_and(|v| v > pointer_version)
+            && now_ms.saturating_sub(o.last_modified_ms) > grace_ms
+    })
+}
+
 /// Sweeps one partition: lists its root, then reads the current pointer and its manifest, and
 /// deletes every listed object the manifest does not name (nor is) and older than `grace` at
 /// `now_ms`. With no pointer nothing is referenced. An object already gone counts as deleted.
@@ -100,7 +118,15 @@ pub async fn sweep_partition(
         .map_err(|e| LogError::object_store(&root, e))?;
     // Only now the pointer: see the module doc.
     let mut referenced = HashSet::new();
+    let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
     if let Some(pointer) = pointers.get(topic_id, partition).await? {
+        if let Some(newer) = newer_manifest(&listing, pointer.version, grace_ms, now_ms) {
+            tracing::warn!(partition = %root, pointer = pointer.version, manifest = %newer.key, "the bucket holds an old manifest newer than the pointer's (metadata restored from a backup?); not sweeping the partition");
+            return Ok(SweepReport {
+                listed: listing.len(),
+                ..SweepReport::default()
+            });
+        }
         let key = Path::from(pointer.key.as_str());
         let bytes = store
             .get(&key)
@@ -113,7 +139,6 @@ pub async fn sweep_partition(
         referenced.extend(manifest.segments.into_iter().map(|s| s.key));
         referenced.insert(pointer.key);
     }
-    let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
     let sizes: HashMap<&str, u64> = listing.iter().map(|o| (o.key.as_str(), o.size)).collect();
     let mut report = SweepReport {
         listed: listing.len(),
@@ -151,6 +176,20 @@ mod tests {
             last_modified_ms,
             size: 1,
         }
+    }
+
+    #[test]
+    fn only_an_old_manifest_above_the_pointer_stops_the_sweep() {
+        let m = |v: u64, at: i64| obj(&format!("r/manifests/{v:020}-w.json"), at);
+        let listing = [m(5, 0), m(6, 990), obj("r/segments/7-0-x.seg", 0)];
+        assert_eq!(
+            newer_manifest(&listing, 5, 100, 1_000),
+            None,
+            "6 is young: in flight"
+        );
+        assert_eq!(newer_manifest(&listing, 6, 10, 1_000), None);
+        assert_eq!(newer_manifest(&listing, 5, 5, 1_000), Some(&listing[1]));
+        assert_eq!(newer_manifest(&listing, 4, 100, 1_000), Some(&listing[0]));
     }
 
     #[test]

@@ -372,6 +372,122 @@ async fn a_stale_writer_is_fenced() {
     assert!(matches!(err, LogError::Fenced { .. }), "{err}");
 }
 
+/// A leader over `log` that offloaded 30 batches, then 30 more after the pointer was backed up,
+/// and the pointer restored from that backup: what a metadata store restored from a backup
+/// leaves.
+struct Restored {
+    leader: RemotePartition,
+    /// The batches written.
+    written: Vec<Vec<u8>>,
+    /// The restored pointer.
+    backup: ManifestPointer,
+    /// The end offset of the manifest it names.
+    backup_end: i64,
+}
+
+impl Fixture {
+    async fn pointer(&self) -> ManifestPointer {
+        let pointer = self.pointers.get(self.topic, 0).await.expect("get");
+        pointer.expect("a pointer")
+    }
+
+    async fn offload_across_a_restore(&self, log: &Arc<PartitionLog>) -> Restored {
+        let mut written = fill(log, 30);
+        let leader = RemotePartition::open(self.tier("c1").await, self.topic, 0)
+            .await
+            .expect("open");
+        leader.offload(log, 0, i64::MAX, 0).await.expect("offload");
+        let backup = self.pointer().await;
+        let backup_end = leader.manifest().await.end_offset().expect("segments");
+        written.extend(fill(log, 30));
+        leader.offload(log, 0, i64::MAX, 0).await.expect("offload");
+        assert!(leader.manifest().await.version > backup.version + 1);
+        let current = self.pointer().await;
+        let restored = self
+            .pointers
+            .swap(self.topic, 0, Some(&current), &backup, None);
+        assert!(restored.await.expect("swap"));
+        Restored {
+            leader,
+            written,
+            backup,
+            backup_end,
+        }
+    }
+}
+
+/// A metadata store restored from a backup takes the pointer back to an older manifest, maybe
+/// one swept since. The leader keeps the newer one it holds and publishes it again, even with
+/// nothing new to offload, so the segments offloaded since the backup stay listed, and offload
+/// goes on from its end.
+#[tokio::test]
+async fn a_pointer_that_went_back_is_moved_past_the_newer_manifest_again() {
+    let f = Fixture::new();
+    let log = f.log("p0", 0);
+    let Restored {
+        leader,
+        mut written,
+        backup,
+        ..
+    } = f.offload_across_a_restore(&log).await;
+    let newer = leader.manifest().await;
+    // Swept long ago: the manifest the restored pointer names is gone.
+    let swept = Path::from(backup.key.as_str());
+    f.raw.delete(&swept).await.expect("delete");
+
+    leader.refresh().await.expect("refresh");
+    assert_eq!(leader.manifest().await.segments, newer.segments);
+    assert_eq!(
+        leader.offload(&log, 0, i64::MAX, 0).await.expect("offload"),
+        0
+    );
+    assert!(f.pointer().await.version > newer.version, "published again");
+    written.extend(fill(&log, 30));
+    assert!(leader.offload(&log, 0, i64::MAX, 0).await.expect("offload") > 0);
+
+    let reader = RemotePartition::open(f.tier("c2").await, f.topic, 0)
+        .await
+        .expect("open");
+    let manifest = reader.manifest().await;
+    assert!(manifest.segments.starts_with(&newer.segments));
+    let end = manifest.end_offset().expect("segments");
+    let read = read_remote(&reader, 0, end).await;
+    assert_eq!(read, written[..read.len()], "no gap, nothing lost");
+    assert!(read.len() > 60);
+}
+
+/// A newer leader that published on the old pointer after the restore is not overridden by
+/// the old leader's newer manifest: the old leader takes the new leader's and is fenced.
+#[tokio::test]
+async fn a_newer_leader_that_published_on_the_old_pointer_stands() {
+    let f = Fixture::new();
+    let log = f.log("p0", 0);
+    let Restored {
+        leader: old,
+        backup_end,
+        ..
+    } = f.offload_across_a_restore(&log).await;
+
+    // The new leader, from the restored pointer, offloads one segment at its epoch.
+    let new = RemotePartition::open(f.tier("c2").await, f.topic, 0)
+        .await
+        .expect("open");
+    let held = old.manifest().await;
+    let next = held.segments.iter().find(|s| s.base_offset == backup_end);
+    let committed = next.expect("a later segment").next_offset;
+    assert_eq!(
+        new.offload(&log, 1, committed, 0).await.expect("offload"),
+        1
+    );
+    let published = new.manifest().await;
+    assert!(published.version < held.version);
+
+    old.refresh().await.expect("refresh");
+    assert_eq!(old.manifest().await, published);
+    let err = old.offload(&log, 0, i64::MAX, 0).await.expect_err("fenced");
+    assert!(matches!(err, LogError::Fenced { .. }), "{err}");
+}
+
 #[tokio::test]
 async fn an_older_leader_is_fenced_even_with_the_current_manifest() {
     let f = Fixture::new();
