@@ -40,14 +40,16 @@
 //!   local segments stay until uploaded; produce is never blocked by the remote tier.
 //!
 //! # A metadata store restored from a backup
-//! The pointer then names an older manifest than the bucket's newest, maybe one swept since;
-//! the segments offloaded after the backup are listed only by newer manifests, and some may have
-//! no local copy left. A broker that holds the newer manifest keeps it when it reads the pointer
-//! again (unless the pointer's manifest holds a segment of a leader epoch it does not reach: a
-//! newer leader published on the old pointer), and the leader publishes it again as the next
-//! version before offloading. Meanwhile the sweep deletes nothing of a partition whose bucket
-//! holds an old manifest above the pointer's version. A partition whose newer manifest no running
-//! broker holds is not recovered: its leader builds on the old manifest.
+//! The pointer then names an older manifest than the bucket's newest (maybe one swept since),
+//! and the segments offloaded after the backup, some with no local copy left, are listed only by
+//! newer manifests. A broker that holds a manifest the pointer is behind (an older version, or
+//! another manifest of the same version) keeps it when it reads the pointer again, unless the
+//! pointer's manifest holds a segment of a leader epoch it does not reach (a newer leader
+//! published on the old pointer: its word stands), and the leader publishes it again as the next
+//! version before offloading. The sweep keeps whatever manifests above the pointer's version
+//! name. Not recovered: a partition whose leader after the restore never held the newest manifest
+//! (leadership moved, or every replica restarted) builds on the old one, and once its versions
+//! pass the newer manifests' the sweep deletes what only those named.
 //!
 //! The sweep is [`sweep::sweep_partition`]: it lists the partition's root, then reads the pointer
 //! and its manifest, and deletes every object that manifest does not name (nor is) once it is

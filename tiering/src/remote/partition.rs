@@ -44,16 +44,26 @@ const LONGEST_RETRY: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 struct Published {
     manifest: Arc<Manifest>,
+    /// The held manifest's object key (none for the empty manifest).
+    key: Option<String>,
     pointer: Option<ManifestPointer>,
 }
 
 impl Published {
-    /// Whether the pointer names an older manifest than the one held: it went back, which only
-    /// a metadata store restored from a backup does (the pointer only moves forward).
+    /// Whether `pointer` names an older manifest than the one held, or another one of the same
+    /// version: it went back, which only a metadata store restored from a backup does (the
+    /// pointer only moves forward, and never names two manifests of one version).
+    fn is_behind(&self, pointer: Option<&ManifestPointer>) -> bool {
+        let held = self.manifest.version;
+        pointer.is_some_and(|p| {
+            p.version < held
+                || (p.version == held && self.key.as_ref().is_some_and(|k| *k != p.key))
+        })
+    }
+
+    /// Whether the pointer, as last read, is behind the held manifest ([`Published::is_behind`]).
     fn pointer_behind(&self) -> bool {
-        self.pointer
-            .as_ref()
-            .is_some_and(|p| p.version < self.manifest.version)
+        self.is_behind(self.pointer.as_ref())
     }
 }
 
@@ -69,9 +79,16 @@ async fn load_published(tier: &RemoteTier, topic_id: Uuid, partition: i32) -> Re
     load_manifest(tier, topic_id, partition, pointer).await
 }
 
-/// Whether `manifest` holds a segment of a leader epoch above every one `held` has.
+/// Whether `manifest` holds a segment of a leader epoch above every one `held` has, counting
+/// only segments past `held`'s log start (retention may have dropped all of its own).
 fn newer_leader(manifest: &Manifest, held: &Manifest) -> bool {
-    let latest = |m: &Manifest| m.segments.iter().map(|s| s.leader_epoch).max();
+    let latest = |m: &Manifest| {
+        m.segments
+            .iter()
+            .filter(|s| s.next_offset > held.log_start_offset)
+            .map(|s| s.leader_epoch)
+            .max()
+    };
     latest(manifest) > latest(held)
 }
 
@@ -99,6 +116,7 @@ async fn load_manifest(
     };
     Ok(Published {
         manifest: Arc::new(manifest),
+        key: pointer.as_ref().map(|p| p.key.clone()),
         pointer,
     })
 }
@@ -144,7 +162,7 @@ impl RemotePartition {
     }
 
     /// Reads the pointer into `published`, and the manifest it names. When the pointer went back
-    /// ([`Published::pointer_behind`]), the held manifest stays, with the pointer as it now is,
+    /// ([`Published::is_behind`]), the held manifest stays, with the pointer as it now is,
     /// so the leader's next offload publishes it again instead of building on the old one and
     /// losing the segments offloaded since; the manifest the pointer names may even be swept by
     /// then. It is taken all the same if it holds a segment of a leader epoch the held one does
@@ -155,9 +173,7 @@ impl RemotePartition {
             .pointers
             .get(self.topic_id, self.partition)
             .await?;
-        let went_back = pointer
-            .as_ref()
-            .is_some_and(|p| p.version < published.manifest.version);
+        let went_back = published.is_behind(pointer.as_ref());
         let loaded =
             load_manifest(&self.tier, self.topic_id, self.partition, pointer.clone()).await;
         match loaded {
@@ -291,10 +307,6 @@ impl RemotePartition {
         })
         .await
         .map_err(|e| LogError::io(log.dir(), std::io::Error::other(e)))??;
-        if self.published.read().await.pointer_behind() {
-            self.publish(Some(leader_epoch), None, |m| Ok(m.next_version()))
-                .await?;
-        }
         let sealed = log.sealed_segments()?;
         // A roll between the two calls above seals a segment the flush did not cover.
         let durable_end = log.durable_end();
@@ -311,6 +323,10 @@ impl RemotePartition {
             return Err(LogError::Fenced {
                 partition: format!("{}/{}", self.topic_id.simple(), self.partition),
             });
+        }
+        if self.published.read().await.pointer_behind() {
+            self.publish(Some(leader_epoch), None, |m| Ok(m.next_version()))
+                .await?;
         }
         let end = manifest.end_offset().unwrap_or(i64::MIN);
         // Segments wholly below the log start (DeleteRecords) are never uploaded.
@@ -397,6 +413,7 @@ impl RemotePartition {
                 .await?
             {
                 let before = std::mem::replace(&mut published.manifest, Arc::new(next));
+                published.key = Some(pointer.key.clone());
                 published.pointer = Some(pointer);
                 return Ok((before, Arc::clone(&published.manifest)));
             }

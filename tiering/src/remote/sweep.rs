@@ -19,6 +19,10 @@
 //!   so the reader sees the cleaned segment instead. Older manifest objects are read only through
 //!   the pointer: a broker that read a pointer just before it moved may find that manifest gone
 //!   and reads the pointer again.
+//! - Manifests above the pointer's version are publishes in flight or failed, or, after the
+//!   metadata store was restored from a backup, the manifests written since: the objects they
+//!   name may be the only copy of data offloaded since the backup, until the leader publishes its
+//!   newer manifest again. Their objects, and they, are kept too.
 //! - When the manifest cannot be read, the sweep fails and deletes nothing.
 
 use std::collections::{HashMap, HashSet};
@@ -73,22 +77,28 @@ pub fn plan_sweep(
         .collect()
 }
 
-/// A manifest object of a version above the pointer's, written more than `grace_ms` before
-/// `now_ms`. A publish moves the pointer to its manifest soon after writing it, and a crashed
-/// writer's manifest is overtaken by the next publish; an old one above the pointer means the
-/// pointer went back (a metadata store restored from a backup). Its objects may hold the only
-/// copy of data offloaded since, until a leader that still holds the newer manifest publishes it
-/// again, so nothing of the partition is swept meanwhile.
-fn newer_manifest(
-    listing: &[ListedObject],
-    pointer_version: u64,
-    grace_ms: i64,
-    now_ms: i64,
-) -> Option<&ListedObject> {
-    listing.iter().find(|o| {
-        manifest_version(&o.key).is_some_and(|v| v > pointer_version)
-            && now_ms.saturating_sub(o.last_modified_ms) > grace_ms
-    })
+/// The listed manifest objects of a version above `pointer_version`. A publish moves the pointer
+/// to its manifest soon after writing it, so these are publishes in flight or failed, and, after
+/// the metadata store was restored from a backup, the manifests written since the backup. Those
+/// may name the only copy of data offloaded since, until a leader that still holds the newest
+/// publishes it again: the objects of every manifest above the pointer are kept.
+fn manifests_above(listing: &[ListedObject], pointer_version: u64) -> Vec<&ListedObject> {
+    listing
+        .iter()
+        .filter(|o| manifest_version(&o.key).is_some_and(|v| v > pointer_version))
+        .collect()
+}
+
+/// The manifest at `key`; `None` if it is gone.
+async fn read_manifest(store: &dyn ObjectStore, key: &str) -> Result<Option<Manifest>> {
+    let path = Path::from(key);
+    let bytes = match store.get(&path).await {
+        Ok(got) => got.bytes().await,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(LogError::object_store(key, e)),
+    };
+    let bytes = bytes.map_err(|e| LogError::object_store(key, e))?;
+    Manifest::decode(key, &bytes).map(Some)
 }
 
 /// Sweeps one partition: lists its root, then reads the current pointer and its manifest, and
@@ -118,27 +128,27 @@ pub async fn sweep_partition(
         .map_err(|e| LogError::object_store(&root, e))?;
     // Only now the pointer: see the module doc.
     let mut referenced = HashSet::new();
-    let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
-    if let Some(pointer) = pointers.get(topic_id, partition).await? {
-        if let Some(newer) = newer_manifest(&listing, pointer.version, grace_ms, now_ms) {
-            tracing::warn!(partition = %root, pointer = pointer.version, manifest = %newer.key, "the bucket holds an old manifest newer than the pointer's (metadata restored from a backup?); not sweeping the partition");
-            return Ok(SweepReport {
-                listed: listing.len(),
-                ..SweepReport::default()
-            });
-        }
-        let key = Path::from(pointer.key.as_str());
-        let bytes = store
-            .get(&key)
-            .await
-            .map_err(|e| LogError::object_store(&key, e))?
-            .bytes()
-            .await
-            .map_err(|e| LogError::object_store(&key, e))?;
-        let manifest = Manifest::decode(&pointer.key, &bytes)?;
+    let pointer = pointers.get(topic_id, partition).await?;
+    let pointer_version = pointer.as_ref().map_or(0, |p| p.version);
+    if let Some(pointer) = pointer {
+        let manifest =
+            read_manifest(store, &pointer.key)
+                .await?
+                .ok_or_else(|| LogError::CorruptRemote {
+                    key: pointer.key.clone(),
+                    reason: "the manifest the pointer names is missing".into(),
+                })?;
         referenced.extend(manifest.segments.into_iter().map(|s| s.key));
         referenced.insert(pointer.key);
     }
+    for newer in manifests_above(&listing, pointer_version) {
+        if let Some(manifest) = read_manifest(store, &newer.key).await? {
+            tracing::debug!(partition = %root, manifest = %newer.key, pointer = pointer_version, "keeping the objects of a manifest above the pointer");
+            referenced.extend(manifest.segments.into_iter().map(|s| s.key));
+            referenced.insert(newer.key.clone());
+        }
+    }
+    let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
     let sizes: HashMap<&str, u64> = listing.iter().map(|o| (o.key.as_str(), o.size)).collect();
     let mut report = SweepReport {
         listed: listing.len(),
@@ -176,20 +186,6 @@ mod tests {
             last_modified_ms,
             size: 1,
         }
-    }
-
-    #[test]
-    fn only_an_old_manifest_above_the_pointer_stops_the_sweep() {
-        let m = |v: u64, at: i64| obj(&format!("r/manifests/{v:020}-w.json"), at);
-        let listing = [m(5, 0), m(6, 990), obj("r/segments/7-0-x.seg", 0)];
-        assert_eq!(
-            newer_manifest(&listing, 5, 100, 1_000),
-            None,
-            "6 is young: in flight"
-        );
-        assert_eq!(newer_manifest(&listing, 6, 10, 1_000), None);
-        assert_eq!(newer_manifest(&listing, 5, 5, 1_000), Some(&listing[1]));
-        assert_eq!(newer_manifest(&listing, 4, 100, 1_000), Some(&listing[0]));
     }
 
     #[test]
@@ -319,34 +315,73 @@ mod tests {
         );
     }
 
+    /// The pointer went back (a metadata store restored from a backup), or never got past a
+    /// failed publish: what the manifests above it name is kept, the rest goes.
     #[tokio::test]
-    async fn sweep_without_a_pointer_deletes_everything_old() {
+    async fn the_objects_of_manifests_above_the_pointer_are_kept() {
         let topic = Uuid::from_u128(8);
         let paths = PartitionPaths::new("", topic, 0);
         let store = InMemory::new();
-        let pointers = MemoryPointers::default();
-        put(&store, &paths.new_segment(0, 0), b"aa".to_vec()).await;
-        put(&store, &paths.new_manifest(1), b"{}".to_vec()).await;
-        let report = sweep_partition(
-            &store,
-            &paths,
-            &pointers,
-            topic,
-            0,
-            Duration::ZERO,
-            now_ms() + 1_000,
-        )
-        .await
-        .expect("sweep");
-        assert_eq!(
-            report,
-            SweepReport {
-                listed: 2,
-                deleted: 2,
-                deleted_bytes: 4
-            }
+        let (a, b, c) = (
+            paths.new_segment(0, 0),
+            paths.new_segment(10, 0),
+            paths.new_segment(20, 0),
         );
-        assert!(keys(&store).await.is_empty());
+        for seg in [&a, &b, &c] {
+            put(&store, seg, b"aa".to_vec()).await;
+        }
+        let first = Manifest {
+            version: 1,
+            ..Manifest::empty(topic, 0)
+        }
+        .with_segment(segment(&a))
+        .expect("append");
+        let first_key = paths.new_manifest(first.version);
+        put(&store, &first_key, first.encode()).await;
+        let later = RemoteSegment {
+            base_offset: 10,
+            next_offset: 20,
+            ..segment(&b)
+        };
+        let newer = first.with_segment(later).expect("append");
+        let newer_key = paths.new_manifest(newer.version);
+        put(&store, &newer_key, newer.encode()).await;
+        let sweep = |pointers: MemoryPointers| {
+            let (store, paths) = (&store, &paths);
+            async move {
+                sweep_partition(
+                    store,
+                    paths,
+                    &pointers,
+                    topic,
+                    0,
+                    Duration::ZERO,
+                    now_ms() + 1_000,
+                )
+                .await
+                .expect("sweep")
+            }
+        };
+
+        let report = sweep(MemoryPointers::default()).await;
+        assert_eq!(report.deleted, 1, "no pointer yet: only {c} goes");
+        let pointers = MemoryPointers::default();
+        let pointer = ManifestPointer {
+            version: first.version,
+            key: first_key.to_string(),
+        };
+        assert!(
+            pointers
+                .swap(topic, 0, None, &pointer, None)
+                .await
+                .expect("swap")
+        );
+        assert_eq!(sweep(pointers).await.deleted, 0);
+        let expected: HashSet<String> = [a, b, first_key, newer_key]
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(keys(&store).await, expected);
     }
 
     #[tokio::test]

@@ -456,6 +456,35 @@ async fn a_pointer_that_went_back_is_moved_past_the_newer_manifest_again() {
     assert!(read.len() > 60);
 }
 
+/// After the restore another writer of the same epoch (a compaction service, say) published on
+/// the old pointer up to the very version the leader holds: a pointer naming another manifest of
+/// that version went back all the same, and the leader publishes its own again.
+#[tokio::test]
+async fn a_pointer_at_the_held_version_but_another_manifest_went_back_too() {
+    let f = Fixture::new();
+    let log = f.log("p0", 0);
+    let Restored { leader, .. } = f.offload_across_a_restore(&log).await;
+    let held = leader.manifest().await;
+    let other = RemotePartition::open(f.tier("c2").await, f.topic, 0)
+        .await
+        .expect("open");
+    for segment in &held.segments {
+        if other.manifest().await.version < held.version {
+            other
+                .offload(&log, 0, segment.next_offset, 0)
+                .await
+                .expect("offload");
+        }
+    }
+    assert_eq!(f.pointer().await.version, held.version);
+    assert_ne!(other.manifest().await, held);
+
+    leader.refresh().await.expect("refresh");
+    assert_eq!(leader.manifest().await.segments, held.segments);
+    leader.offload(&log, 0, i64::MAX, 0).await.expect("offload");
+    assert_eq!(f.pointer().await.version, held.version + 1);
+}
+
 /// A newer leader that published on the old pointer after the restore is not overridden by
 /// the old leader's newer manifest: the old leader takes the new leader's and is fenced.
 #[tokio::test]
