@@ -102,10 +102,10 @@ async fn read_manifest(store: &dyn ObjectStore, key: &str) -> Result<Option<Mani
 }
 
 /// Sweeps one partition: lists its root, then reads the current pointer and its manifest, and
-/// deletes every listed object the manifest does not name (nor is) and older than `grace` at
-/// `now_ms`. With no pointer nothing is referenced. An object already gone counts as deleted.
-/// See the module doc for why this is safe and how long `grace` must be. Dropping the future
-/// midway is safe: it leaves only fewer objects deleted.
+/// the manifests above the pointer's version (all of them with no pointer), and deletes every
+/// listed object none of them names (nor is) and older than `grace` at `now_ms`. An object
+/// already gone counts as deleted. See the module doc for why this is safe and how long `grace`
+/// must be. Dropping the future midway is safe: it leaves only fewer objects deleted.
 pub async fn sweep_partition(
     store: &dyn ObjectStore,
     paths: &PartitionPaths,
