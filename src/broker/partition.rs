@@ -195,10 +195,10 @@ impl Partition {
     /// history: a role read in an earlier history is ignored whatever its epoch, and one read in
     /// a later history is taken whatever its version. A new leader (or a new epoch) starts with
     /// fresh follower progress and re-reads the remote manifest the previous leader published;
-    /// the same leader at the same epoch only takes the new ISR. A leader term whose epoch is below the latest
-    /// epoch in the log (the partition state was lost or restored from an old copy) is not
-    /// served: the partition goes offline, with an error in the log. Returns whether the role
-    /// changed in kind or epoch.
+    /// the same leader at the same epoch only takes the new ISR. A leader term whose epoch is
+    /// below the latest epoch in the log (the partition state was lost or restored from an old
+    /// copy) is not served: the partition goes offline, with an error in the log. Returns whether
+    /// the role changed in kind or epoch.
     pub async fn set_role(&self, role: Role, source: RoleSource, now_ms: i64) -> bool {
         let role = self.fenced(role);
         let new_term = |previous: &Role| {

@@ -530,6 +530,16 @@ def local_segment_bases(broker, topic_id: str) -> list[int]:
     return sorted(int(p.stem) for p in (broker.data_dir / "logs" / topic_id / "0").glob("*.log"))
 
 
+def create_tiered(c: Cluster, topic: str, config: dict[str, str]) -> str:
+    """A tiered topic of one partition and RF=3 with 64 KiB segments kept only in the bucket once
+    offloaded (and `config`), in sync everywhere; returns its id as directories name it."""
+    admin = h.admin_client(c.bootstrap())
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=3, config={
+        "segment.bytes": str(64 * 1024), "local.retention.bytes": "0", **config})])[topic].result(30)
+    c.wait_isr(topic, 3)
+    return topic_id_hex(admin, topic)
+
+
 @pytest.mark.timeout(300)
 def test_tiering_in_a_cluster_followers_start_at_the_leaders_local_start(
         broker_factory, etcd, tmp_path, topic_name):  # noqa: F811
@@ -538,12 +548,7 @@ def test_tiering_in_a_cluster_followers_start_at_the_leaders_local_start(
     c = Cluster(broker_factory, etcd, tmp_path, extra=("--tiering-interval-ms", "200",
                                                        "--log-retention-check-interval-ms", "300"))
     topic = topic_name()
-    admin = h.admin_client(c.bootstrap())
-    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=3, config={
-        "segment.bytes": str(64 * 1024), "local.retention.bytes": "0",
-        "remote.storage.enable": "true"})])[topic].result(30)
-    c.wait_isr(topic, 3)
-    topic_id = topic_id_hex(admin, topic)
+    topic_id = create_tiered(c, topic, {"remote.storage.enable": "true"})
     values = [(f"{i:06d}-" + "x" * 500).encode() for i in range(3000)]
     small_batches = {"batch.size": 16384, "linger.ms": 0}
     assert not h.produce_all(h.producer(c.bootstrap(), **small_batches), topic, [(b"k", v) for v in values],

@@ -21,7 +21,7 @@ from confluent_kafka.admin import NewTopic
 
 import helpers as h
 from conftest import free_port
-from test_cluster import Cluster, create_replicated, latest_manifest, local_segment_bases, topic_id_hex
+from test_cluster import Cluster, create_replicated, create_tiered, latest_manifest, local_segment_bases
 from test_tiering import wait_until
 
 
@@ -137,12 +137,7 @@ def test_segments_offloaded_since_the_backup_stay_listed_after_a_restore(
         "--tiering-interval-ms", "200", "--log-retention-check-interval-ms", "300",
         "--remote-sweep-interval-ms", "1000", "--remote-sweep-grace-ms", "1000"))
     topic = topic_name()
-    admin = h.admin_client(c.bootstrap())
-    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=3, config={
-        "segment.bytes": str(64 * 1024), "local.retention.bytes": "0",
-        "min.insync.replicas": "2"})])[topic].result(30)
-    c.wait_isr(topic, 3)
-    topic_id = topic_id_hex(admin, topic)
+    topic_id = create_tiered(c, topic, {"min.insync.replicas": "2"})
     objects = tmp_path / "objects"
     values = [(f"{i:06d}-" + "x" * 500).encode() for i in range(2500)]
     small_batches = {"batch.size": 16384, "linger.ms": 0}

@@ -62,7 +62,8 @@ impl PartitionPaths {
     }
 }
 
-/// The version of the manifest object at `key`, if `key` names one ([`PartitionPaths::new_manifest`]).
+/// The version of the manifest object at `key`, if `key` names one
+/// ([`PartitionPaths::new_manifest`]).
 pub fn manifest_version(key: &str) -> Option<u64> {
     let (_, name) = key.rsplit_once("/manifests/")?;
     let (version, _) = name.split_once('-')?;
