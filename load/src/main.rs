@@ -298,12 +298,14 @@ fn run(cli: &Cli, w: Arc<Workload>) -> anyhow::Result<Summary> {
         })
         .collect();
     let mut produce_latency = stats::histogram();
+    let mut connect_latency = stats::histogram();
     let (mut first_send, mut last_ack) = (None::<Instant>, None::<Instant>);
     for handle in producers {
         let produced = handle
             .join()
             .map_err(|_| anyhow::anyhow!("a producer thread panicked"))??;
         produce_latency.add(&produced.latency)?;
+        connect_latency.add(&produced.connect)?;
         first_send = earliest(first_send, produced.first_send);
         last_ack = latest(last_ack, produced.last_ack);
     }
@@ -350,6 +352,7 @@ fn run(cli: &Cli, w: Arc<Workload>) -> anyhow::Result<Summary> {
             )
         }),
         produce_ack_ms: Latency::of(&produce_latency),
+        produce_connect_ms: Latency::of(&connect_latency),
         end_to_end_ms: Latency::of(&e2e_latency),
         errors: progress.errors.load(Ordering::Relaxed),
     })

@@ -85,8 +85,10 @@ pub(crate) struct Summary {
     pub(crate) produced: Option<Rate>,
     /// What the consumers achieved.
     pub(crate) consumed: Option<Rate>,
-    /// Send to acknowledgement.
+    /// Send to acknowledgement, of every message but each producer's first.
     pub(crate) produce_ack_ms: Option<Latency>,
+    /// Send to acknowledgement of each producer's first message, sent alone: the client's start.
+    pub(crate) produce_connect_ms: Option<Latency>,
     /// Send to consumption (timestamp carried in the message).
     pub(crate) end_to_end_ms: Option<Latency>,
     /// Messages that failed to be produced, or consumer errors.
