@@ -9,12 +9,15 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{Broker, run_cluster_sync, run_compaction, run_housekeeping, started_empty};
+use crate::broker::{
+    Broker, identity, run_cluster_sync, run_compaction, run_housekeeping, started_empty,
+};
 use crate::cluster::controller::{Liveness, run_controller};
 use crate::cluster::view::read_partitions;
 use crate::error::BrokerError;
 use crate::group::run_group_timers;
 use crate::metadata::MetadataStore;
+use crate::metadata::catalog::Catalog;
 use crate::metadata::embedded::EmbeddedStore;
 use crate::metadata::etcd::EtcdStore;
 use crate::metadata::registration::{
@@ -115,19 +118,23 @@ pub async fn start(settings: Settings) -> Result<Running, StartupError> {
     };
     let (store, registration, liveness): (Arc<dyn MetadataStore>, _, _) =
         if settings.etcd.is_empty() {
-            let embedded =
-                EmbeddedStore::open(&dir.join("metadata.json")).map_err(BrokerError::from)?;
-            let partitions = read_partitions(&embedded)
+            let embedded = Arc::new(
+                EmbeddedStore::open(&dir.join("metadata.json")).map_err(BrokerError::from)?,
+            );
+            identity::establish(&Catalog::new(embedded.clone()), &dir).await?;
+            let partitions = read_partitions(&*embedded)
                 .await
                 .map_err(BrokerError::from)?;
-            register_embedded(&embedded, &record(started_empty(&partitions)?))
+            register_embedded(&*embedded, &record(started_empty(&partitions)?))
                 .await
                 .map_err(BrokerError::from)?;
-            (Arc::new(embedded), None, Liveness::Embedded)
+            (embedded, None, Liveness::Embedded)
         } else {
             let etcd = EtcdStore::connect(&settings.etcd, &settings.cluster_name)
                 .await
                 .map_err(BrokerError::from)?;
+            // Before it registers: a broker of another cluster must not join this one.
+            identity::establish(&Catalog::new(Arc::new(etcd.clone())), &dir).await?;
             let partitions = read_partitions(&etcd).await.map_err(BrokerError::from)?;
             let record = record(started_empty(&partitions)?);
             let timeout = Duration::from_millis(settings.broker_session_timeout_ms);

@@ -96,6 +96,9 @@ pub enum BrokerError {
     /// The metadata store failed.
     #[error(transparent)]
     Metadata(#[from] MetadataError),
+    /// The data directory and the metadata store belong to different clusters.
+    #[error(transparent)]
+    Identity(#[from] crate::broker::identity::IdentityError),
     /// The object store URL or options cannot be used.
     #[error(transparent)]
     ObjectStoreConfig(#[from] strata_tiering::remote::store::StoreUrlError),

@@ -93,7 +93,7 @@ pub(super) fn forget_if_in_sync<'a>(
 
 /// Whether `data_dir` holds the log of at least one partition. An unreadable directory is an
 /// error, not "empty".
-fn holds_logs(data_dir: &Path) -> io::Result<bool> {
+pub(super) fn holds_logs(data_dir: &Path) -> io::Result<bool> {
     let topics = match fs::read_dir(logs_dir(data_dir)) {
         Ok(topics) => topics,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),

@@ -4,6 +4,7 @@
 mod compaction;
 mod empty_start;
 mod housekeeping;
+pub mod identity;
 mod partition;
 mod reassign;
 pub mod replica;
@@ -168,6 +169,7 @@ impl Broker {
             incarnation,
         });
         let records = broker.catalog.topics().await?;
+        identity::check(&broker.catalog, &broker.cluster_id).await?;
         broker.remove_orphan_logs(&records).await?;
         broker.sync_with_cluster().await?;
         // The first block of producer ids now, so idempotent producers can start while the

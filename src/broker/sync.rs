@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::empty_start;
 use super::replica::{Role, RoleSource};
 use super::{Broker, Topic, now_ms};
+use super::{empty_start, identity};
 use crate::cluster::plan::Stored;
 use crate::cluster::state::NO_LEADER;
 use crate::cluster::triggers::Triggers;
@@ -64,6 +64,9 @@ impl Broker {
         // records read next hold every topic the view has states for.
         let view = ClusterView::read(&**self.store()).await?;
         let records = self.catalog.topics().await?;
+        // Read after the topics: a store wiped or swapped before they were read fails here, so
+        // its missing topics delete no log.
+        identity::check(&self.catalog, self.cluster_id()).await?;
         self.sync_topics(&records).await?;
         self.sync_partitions(&view).await;
         let states = view.partitions.values().map(|stored| &stored.state);

@@ -73,11 +73,21 @@ impl Catalog {
         Catalog { store }
     }
 
+    /// The cluster id the store holds, if it holds one.
+    pub async fn stored_cluster_id(&self) -> Result<Option<String>> {
+        match self.store.get(keys::CLUSTER_ID).await? {
+            Some(v) => Ok(Some(
+                decode::<ClusterId>(keys::CLUSTER_ID, &v.value)?.cluster_id,
+            )),
+            None => Ok(None),
+        }
+    }
+
     /// The cluster id, created on first use.
     pub async fn cluster_id(&self) -> Result<String> {
         loop {
-            if let Some(v) = self.store.get(keys::CLUSTER_ID).await? {
-                return Ok(decode::<ClusterId>(keys::CLUSTER_ID, &v.value)?.cluster_id);
+            if let Some(id) = self.stored_cluster_id().await? {
+                return Ok(id);
             }
             // Kafka cluster ids are 22-character URL-safe base64 of a UUID; a simple UUID string
             // without dashes serves the same purpose and clients treat it as opaque.

@@ -39,7 +39,9 @@ pub fn response_error(error: &BrokerError) -> ResponseError {
         BrokerError::Log(e) => log_error(e),
         BrokerError::Metadata(e) => metadata_error(e),
         BrokerError::ShuttingDown => ResponseError::BrokerNotAvailable,
-        BrokerError::ObjectStoreConfig(_) => ResponseError::UnknownServerError,
+        BrokerError::ObjectStoreConfig(_) | BrokerError::Identity(_) => {
+            ResponseError::UnknownServerError
+        }
     }
 }
 
