@@ -116,37 +116,38 @@ pub async fn start(settings: Settings) -> Result<Running, StartupError> {
         started_empty(&dir, settings.broker_id, partitions)
             .map_err(|e| data_dir_error(format!("cannot tell whether it holds logs: {e}")))
     };
-    let (store, registration, liveness): (Arc<dyn MetadataStore>, _, _) =
-        if settings.etcd.is_empty() {
-            let embedded = Arc::new(
-                EmbeddedStore::open(&dir.join("metadata.json")).map_err(BrokerError::from)?,
-            );
-            identity::establish(&Catalog::new(embedded.clone()), &dir).await?;
-            let partitions = read_partitions(&*embedded)
-                .await
-                .map_err(BrokerError::from)?;
-            register_embedded(&*embedded, &record(started_empty(&partitions)?))
-                .await
-                .map_err(BrokerError::from)?;
-            (embedded, None, Liveness::Embedded)
-        } else {
-            let etcd = EtcdStore::connect(&settings.etcd, &settings.cluster_name)
-                .await
-                .map_err(BrokerError::from)?;
-            // Before it registers: a broker of another cluster must not join this one.
-            identity::establish(&Catalog::new(Arc::new(etcd.clone())), &dir).await?;
-            let partitions = read_partitions(&etcd).await.map_err(BrokerError::from)?;
-            let record = record(started_empty(&partitions)?);
-            let timeout = Duration::from_millis(settings.broker_session_timeout_ms);
-            let registration = Registration::register(etcd.clone(), record, timeout).await?;
-            let liveness = Liveness::Lease {
-                store: Box::new(etcd.clone()),
-                lease: registration.lease(),
-            };
-            (Arc::new(etcd), Some(registration), liveness)
+    let (store, registration, liveness, cluster_id): (Arc<dyn MetadataStore>, _, _, _) = if settings
+        .etcd
+        .is_empty()
+    {
+        let embedded =
+            Arc::new(EmbeddedStore::open(&dir.join("metadata.json")).map_err(BrokerError::from)?);
+        let cluster_id = identity::establish(&Catalog::new(embedded.clone()), &dir).await?;
+        let partitions = read_partitions(&*embedded)
+            .await
+            .map_err(BrokerError::from)?;
+        register_embedded(&*embedded, &record(started_empty(&partitions)?))
+            .await
+            .map_err(BrokerError::from)?;
+        (embedded, None, Liveness::Embedded, cluster_id)
+    } else {
+        let etcd = EtcdStore::connect(&settings.etcd, &settings.cluster_name)
+            .await
+            .map_err(BrokerError::from)?;
+        // Before it registers: a broker of another cluster must not join this one.
+        let cluster_id = identity::establish(&Catalog::new(Arc::new(etcd.clone())), &dir).await?;
+        let partitions = read_partitions(&etcd).await.map_err(BrokerError::from)?;
+        let record = record(started_empty(&partitions)?);
+        let timeout = Duration::from_millis(settings.broker_session_timeout_ms);
+        let registration = Registration::register(etcd.clone(), record, timeout).await?;
+        let liveness = Liveness::Lease {
+            store: Box::new(etcd.clone()),
+            lease: registration.lease(),
         };
+        (Arc::new(etcd), Some(registration), liveness, cluster_id)
+    };
     let listen = settings.listen;
-    let broker = Broker::open(settings, store, incarnation).await?;
+    let broker = Broker::open(settings, store, incarnation, cluster_id).await?;
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|source| StartupError::Bind {

@@ -13,8 +13,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::spawn_cluster_tasks;
 use crate::broker::replica::{Role, RoleSource};
-use crate::broker::{Broker, NewTopic, Partition, now_ms};
+use crate::broker::{Broker, NewTopic, Partition, identity, now_ms};
 use crate::cluster::controller::Liveness;
+use crate::metadata::MetadataStore;
+use crate::metadata::catalog::Catalog;
 use crate::metadata::embedded::EmbeddedStore;
 use crate::metadata::keys;
 use crate::metadata::registration::{BrokerRecord, register_embedded};
@@ -35,7 +37,11 @@ pub(crate) async fn open_broker(dir: &Path) -> Arc<Broker> {
         started_empty: false,
     };
     register_embedded(&store, &record).await.expect("register");
-    let broker = Broker::open(settings, Arc::new(store), 0)
+    let store: Arc<dyn MetadataStore> = Arc::new(store);
+    let cluster_id = identity::establish(&Catalog::new(Arc::clone(&store)), dir)
+        .await
+        .expect("cluster");
+    let broker = Broker::open(settings, store, 0, cluster_id)
         .await
         .expect("broker");
     spawn_cluster_tasks(&broker, Liveness::Embedded, &CancellationToken::new());

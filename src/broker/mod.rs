@@ -135,14 +135,16 @@ const ASSIGNMENT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 impl Broker {
     /// Opens the broker: reads the topics and partition states from the metadata store, opens
     /// (and if needed recovers) the partitions this broker holds a replica of, and removes logs
-    /// of topics deleted while it was down. `incarnation` is the one the broker registered with.
+    /// of topics deleted while it was down. `incarnation` is the one the broker registered with;
+    /// `cluster_id` the cluster its data directory belongs to ([`identity::establish`]), which the
+    /// store must still hold.
     pub async fn open(
         settings: Settings,
         store: Arc<dyn MetadataStore>,
         incarnation: u64,
+        cluster_id: String,
     ) -> Result<Arc<Broker>> {
         let catalog = Catalog::new(Arc::clone(&store));
-        let cluster_id = catalog.cluster_id().await?;
         let defaults = Arc::new(TopicDefaults::new(&settings.topic_defaults));
         let metrics = TieringMetrics::default();
         let pointers = StorePointers::new(Arc::clone(&store));

@@ -72,6 +72,12 @@ def test_a_data_directory_does_not_start_against_another_cluster(broker_factory,
                            name="other")
     out = start_fails(broker, *etcd_args(etcd, f"{cluster}-other", tmp_path / "objects"), "--broker-id", "2")
     assert "belongs to cluster" in out and "holds cluster" in out, out
+    # A directory from before cluster ids were recorded: its logs name no topic of that cluster.
+    recorded = (broker.data_dir / "cluster.id").read_text()
+    (broker.data_dir / "cluster.id").unlink()
+    out = start_fails(broker, *etcd_args(etcd, f"{cluster}-other", tmp_path / "objects"), "--broker-id", "2")
+    assert "none of a topic of cluster" in out, out
+    (broker.data_dir / "cluster.id").write_text(recorded)
     other.stop()
     # The embedded store of a new single node is a cluster of its own too.
     out = start_fails(broker)
