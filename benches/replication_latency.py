@@ -182,7 +182,7 @@ def load_latencies(bootstrap: str, topic: str, acks: str, rate: float, seconds: 
     return {"target_rate": round(rate), "achieved_rate": round(s["produced"]["msgs_per_s"]),
             "acked": s["produced"]["messages"], "failed": s["errors"], "p50_ms": lat["p50"],
             "p99_ms": lat["p99"], "p999_ms": lat["p999"], "max_ms": lat["max"],
-            "connect_ms": s["produce_connect_ms"]["max"]}
+            "connect_ms": (s.get("produce_connect_ms") or {}).get("max")}
 
 
 def drain_uploads(brokers: list[Broker], timeout: float = 300) -> float:

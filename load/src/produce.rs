@@ -43,6 +43,8 @@ pub(crate) struct Produced {
     pub(crate) latency: Histogram<u64>,
     /// The first message's send-to-acknowledgement latency, µs: the client's start.
     pub(crate) connect: Histogram<u64>,
+    /// Bytes of the first message, if acknowledged: not part of the stream's rate.
+    pub(crate) connect_bytes: u64,
     /// When its stream started: after the first message was acknowledged.
     pub(crate) first_send: Option<Instant>,
     /// When its last acknowledgement came.
@@ -195,9 +197,11 @@ pub(crate) fn produce(
         .last_ack
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
+    let connect_bytes = connect.len() * context.bytes_per_message;
     Ok(Produced {
         latency,
         connect,
+        connect_bytes,
         first_send,
         last_ack,
     })

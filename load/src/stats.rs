@@ -81,7 +81,7 @@ impl Rate {
 pub(crate) struct Summary {
     /// `produce`, `consume` or `e2e`.
     pub(crate) workload: String,
-    /// What the producers achieved (acknowledged messages).
+    /// What the producers' streams achieved (acknowledged messages after each producer's first).
     pub(crate) produced: Option<Rate>,
     /// What the consumers achieved.
     pub(crate) consumed: Option<Rate>,
