@@ -127,6 +127,12 @@ impl LogError {
         )
     }
 
+    /// Whether the object store said the object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, LogError::ObjectStore { source, .. }
+            if matches!(**source, object_store::Error::NotFound { .. }))
+    }
+
     /// Wraps an object store error with the key it concerned.
     pub fn object_store(key: impl ToString, source: object_store::Error) -> Self {
         LogError::ObjectStore {

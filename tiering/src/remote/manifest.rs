@@ -9,6 +9,8 @@
 //!               "leader_epoch":0,"crc32c":…}]}
 //! ```
 
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -138,8 +140,7 @@ impl Manifest {
                 ),
             });
         }
-        let mut next = self.clone();
-        next.version += 1;
+        let mut next = self.next_version();
         next.segments.push(segment);
         Ok(next)
     }
@@ -147,8 +148,7 @@ impl Manifest {
     /// The next version, with the log start moved to `offset` and the segments wholly below it
     /// dropped. Returns the dropped segments, whose objects may be deleted once this is published.
     pub fn with_log_start(&self, offset: i64) -> (Manifest, Vec<RemoteSegment>) {
-        let mut next = self.clone();
-        next.version += 1;
+        let mut next = self.next_version();
         next.log_start_offset = next.log_start_offset.max(offset);
         let keep_from = next
             .segments
@@ -166,8 +166,7 @@ impl Manifest {
         swaps: &[(Vec<String>, Option<RemoteSegment>)],
         cleaner: CleanCheckpoint,
     ) -> Result<Manifest> {
-        let mut next = self.clone();
-        next.version += 1;
+        let mut next = self.next_version();
         next.cleaner = cleaner;
         for (replaced, replacement) in swaps {
             let first = replaced
@@ -193,6 +192,20 @@ impl Manifest {
     pub fn encode(&self) -> Vec<u8> {
         // Serialising plain data with string keys cannot fail.
         serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Reads the manifest object at `key` and decodes it. A missing object is an error for which
+    /// [`LogError::is_not_found`] holds.
+    pub async fn fetch(store: &dyn ObjectStore, key: &str) -> Result<Manifest> {
+        let path = Path::from(key);
+        let bytes = store
+            .get(&path)
+            .await
+            .map_err(|e| LogError::object_store(key, e))?
+            .bytes()
+            .await
+            .map_err(|e| LogError::object_store(key, e))?;
+        Manifest::decode(key, &bytes)
     }
 
     /// Parses and checks a manifest read from `key`.

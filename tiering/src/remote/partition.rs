@@ -101,18 +101,7 @@ async fn load_manifest(
 ) -> Result<Published> {
     let manifest = match &pointer {
         None => Manifest::empty(topic_id, partition),
-        Some(p) => {
-            let key = Path::from(p.key.as_str());
-            let bytes = tier
-                .store
-                .get(&key)
-                .await
-                .map_err(|e| LogError::object_store(&key, e))?
-                .bytes()
-                .await;
-            let bytes = bytes.map_err(|e| LogError::object_store(&key, e))?;
-            Manifest::decode(&p.key, &bytes)?
-        }
+        Some(p) => Manifest::fetch(&*tier.store, &p.key).await?,
     };
     Ok(Published {
         manifest: Arc::new(manifest),
@@ -177,8 +166,7 @@ impl RemotePartition {
         let loaded =
             load_manifest(&self.tier, self.topic_id, self.partition, pointer.clone()).await;
         match loaded {
-            Err(LogError::ObjectStore { source, .. })
-                if went_back && matches!(*source, object_store::Error::NotFound { .. }) => {}
+            Err(e) if went_back && e.is_not_found() => {}
             Err(e) => return Err(e),
             Ok(loaded) if !went_back || newer_leader(&loaded.manifest, &published.manifest) => {
                 *published = loaded;

@@ -91,14 +91,11 @@ fn manifests_above(listing: &[ListedObject], pointer_version: u64) -> Vec<&Liste
 
 /// The manifest at `key`; `None` if it is gone.
 async fn read_manifest(store: &dyn ObjectStore, key: &str) -> Result<Option<Manifest>> {
-    let path = Path::from(key);
-    let bytes = match store.get(&path).await {
-        Ok(got) => got.bytes().await,
-        Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(LogError::object_store(key, e)),
-    };
-    let bytes = bytes.map_err(|e| LogError::object_store(key, e))?;
-    Manifest::decode(key, &bytes).map(Some)
+    match Manifest::fetch(store, key).await {
+        Ok(manifest) => Ok(Some(manifest)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Sweeps one partition: lists its root, then reads the current pointer and its manifest, and
@@ -246,13 +243,28 @@ mod tests {
             .expect("list")
     }
 
+    /// Pointers whose partition 0 of `topic` points at manifest `version` at `key`.
+    async fn pointing_at(topic: Uuid, version: u64, key: &str) -> MemoryPointers {
+        let pointers = MemoryPointers::default();
+        let pointer = ManifestPointer {
+            version,
+            key: key.to_string(),
+        };
+        assert!(
+            pointers
+                .swap(topic, 0, None, &pointer, None)
+                .await
+                .expect("swap")
+        );
+        pointers
+    }
+
     #[tokio::test]
     async fn sweep_deletes_only_old_unreferenced_objects() {
         let topic = Uuid::from_u128(7);
         let paths = PartitionPaths::new("p", topic, 0);
         let other = PartitionPaths::new("p", topic, 1);
         let store = InMemory::new();
-        let pointers = MemoryPointers::default();
         let (a, b) = (paths.new_segment(0, 0), paths.new_segment(0, 0));
         put(&store, &a, b"aaa".to_vec()).await;
         put(&store, &b, b"bbbb".to_vec()).await;
@@ -262,16 +274,7 @@ mod tests {
         let current = old.with_segment(segment(&a)).expect("append");
         let current_key = paths.new_manifest(current.version);
         put(&store, &current_key, current.encode()).await;
-        let pointer = ManifestPointer {
-            version: current.version,
-            key: current_key.to_string(),
-        };
-        assert!(
-            pointers
-                .swap(topic, 0, None, &pointer, None)
-                .await
-                .expect("swap")
-        );
+        let pointers = pointing_at(topic, current.version, current_key.as_ref()).await;
         let elsewhere = other.new_segment(0, 0);
         put(&store, &elsewhere, b"x".to_vec()).await;
 
@@ -365,17 +368,7 @@ mod tests {
 
         let report = sweep(MemoryPointers::default()).await;
         assert_eq!(report.deleted, 1, "no pointer yet: only {c} goes");
-        let pointers = MemoryPointers::default();
-        let pointer = ManifestPointer {
-            version: first.version,
-            key: first_key.to_string(),
-        };
-        assert!(
-            pointers
-                .swap(topic, 0, None, &pointer, None)
-                .await
-                .expect("swap")
-        );
+        let pointers = pointing_at(topic, first.version, first_key.as_ref()).await;
         assert_eq!(sweep(pointers).await.deleted, 0);
         let expected: HashSet<String> = [a, b, first_key, newer_key]
             .iter()
@@ -389,19 +382,9 @@ mod tests {
         let topic = Uuid::from_u128(9);
         let paths = PartitionPaths::new("", topic, 0);
         let store = InMemory::new();
-        let pointers = MemoryPointers::default();
         let seg = paths.new_segment(0, 0);
         put(&store, &seg, b"aa".to_vec()).await;
-        let pointer = ManifestPointer {
-            version: 1,
-            key: paths.new_manifest(1).to_string(),
-        };
-        assert!(
-            pointers
-                .swap(topic, 0, None, &pointer, None)
-                .await
-                .expect("swap")
-        );
+        let pointers = pointing_at(topic, 1, paths.new_manifest(1).as_ref()).await;
         let result = sweep_partition(
             &store,
             &paths,
