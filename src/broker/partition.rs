@@ -24,15 +24,6 @@ use uuid::Uuid;
 use super::replica::{self, Progress, Role, RoleSource};
 use crate::error::{BrokerError, Result};
 
-/// The partition state a partition's role was taken from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AppliedVersion {
-    /// The state of this store history, at this version, of this leader epoch.
-    State(u64, u64, i32),
-    /// None any more: the partition is being closed.
-    Closed,
-}
-
 /// An ISR addition the leader started: its end is reported with
 /// [`Partition::joined_or_not`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,8 +46,9 @@ pub struct Partition {
     high_watermark: watch::Sender<i64>,
     log_end: watch::Sender<i64>,
     role: watch::Sender<Role>,
-    /// The version of the partition state the role was taken from; held while a role changes.
-    role_version: Mutex<AppliedVersion>,
+    /// Where the role was taken from (the partition state's version, or the close); held while
+    /// a role changes.
+    role_version: Mutex<RoleSource>,
     followers: Mutex<BTreeMap<i32, Progress>>,
     /// On the leader: followers whose addition to the ISR is being written, with the
     /// generation of the attempt.
@@ -101,7 +93,11 @@ impl Partition {
             log: Arc::new(log),
             remote: Arc::new(remote),
             role: watch::channel(Role::Offline).0,
-            role_version: Mutex::new(AppliedVersion::State(0, 0, i32::MIN)),
+            role_version: Mutex::new(RoleSource::State {
+                history: 0,
+                version: 0,
+                epoch: i32::MIN,
+            }),
             followers: Mutex::new(BTreeMap::new()),
             joining: Mutex::new(BTreeMap::new()),
             next_join: AtomicU64::new(0),
@@ -169,7 +165,7 @@ impl Partition {
         self.joining.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn role_version(&self) -> std::sync::MutexGuard<'_, AppliedVersion> {
+    fn role_version(&self) -> std::sync::MutexGuard<'_, RoleSource> {
         self.role_version
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -213,32 +209,10 @@ impl Partition {
         }
         let changed = {
             let mut applied = self.role_version();
-            match (source, *applied) {
-                (_, AppliedVersion::Closed) => return false,
-                (
-                    RoleSource::State {
-                        history,
-                        version,
-                        epoch,
-                    },
-                    AppliedVersion::State(at_history, at, at_epoch),
-                ) if history < at_history
-                    || (history == at_history && version < at && epoch <= at_epoch) =>
-                {
-                    return false;
-                }
-                (
-                    RoleSource::State {
-                        history,
-                        version,
-                        epoch,
-                    },
-                    _,
-                ) => {
-                    *applied = AppliedVersion::State(history, version, epoch);
-                }
-                (RoleSource::Closing, _) => *applied = AppliedVersion::Closed,
+            if *applied == RoleSource::Closing || source.is_older_than(&applied) {
+                return false;
             }
+            *applied = source;
             let changed = new_term(&self.role.borrow());
             if let Role::Leader { isr, .. } = &role {
                 let mut followers = self.followers();

@@ -46,6 +46,29 @@ pub enum RoleSource {
     Closing,
 }
 
+impl RoleSource {
+    /// Whether this is a partition state older than `applied` (see [`RoleSource::State`]).
+    pub fn is_older_than(&self, applied: &RoleSource) -> bool {
+        match (self, applied) {
+            (
+                RoleSource::State {
+                    history,
+                    version,
+                    epoch,
+                },
+                RoleSource::State {
+                    history: at_history,
+                    version: at,
+                    epoch: at_epoch,
+                },
+            ) => {
+                history < at_history || (history == at_history && version < at && epoch <= at_epoch)
+            }
+            _ => false,
+        }
+    }
+}
+
 impl Role {
     /// The leader epoch, if the partition has a leader.
     pub fn epoch(&self) -> Option<i32> {

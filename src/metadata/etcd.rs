@@ -172,11 +172,9 @@ impl EtcdStore {
     /// Records the revision of an answer to a request sent at `sent`; returns it (0 if etcd did
     /// not say).
     fn answered(&self, sent: Mark, header: Option<&ResponseHeader>) -> i64 {
-        let revision = header.map_or(0, ResponseHeader::revision);
-        if header.is_some() {
-            self.history.answered(sent, revision);
-        }
-        revision
+        let Some(header) = header else { return 0 };
+        self.history.answered(sent, header.revision());
+        header.revision()
     }
 }
 
